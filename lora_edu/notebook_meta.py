@@ -1,0 +1,139 @@
+"""House rules for the committed notebooks, checked by tests/test_notebooks_meta.py.
+
+A committed notebook must: be valid nbformat; use the ``python3`` kernel; carry outputs from one
+top-to-bottom run with no errors; open with an "Open in Colab" badge whose path is its own file; have a
+setup cell that installs lora_edu only on Colab; and hold no absolute path of any machine.
+
+The repository the badges and installs point at is ``runtime.GITHUB_REPO``. After publishing under
+another name, run ``make set-repo REPO=owner/name`` (this module's ``set-repo`` command) and commit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+from .runtime import GITHUB_BRANCH, GITHUB_REPO, colab_badge_url, colab_install_line
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+BADGE_RE = re.compile(r"https://colab\.research\.google\.com/github/([\w.-]+/[\w.-]+)/blob/([\w.-]+)/(\S+?\.ipynb)")
+INSTALL_RE = re.compile(r'%pip install -q "lora-edu @ git\+https://github\.com/([\w.-]+/[\w.-]+)@([\w.-]+)"')
+# /home/x, /Users/x, /root/x, /tmp/x, /work/x, C:\Users\x: paths that exist on one machine only.
+ABS_PATH_RE = re.compile(r"(?<![\w.])(/(home|Users|root|tmp|work|mnt|opt)/[\w.-]+|[A-Za-z]:\\\\?Users)")
+
+
+def _source(cell) -> str:
+    src = cell.get("source", "")
+    return "".join(src) if isinstance(src, list) else src
+
+
+def _text_outputs(cell) -> str:
+    parts = []
+    for out in cell.get("outputs", []):
+        parts.append("".join(out.get("text", "")))
+        for key in ("text/plain", "text/markdown", "text/html"):
+            parts.append("".join(out.get("data", {}).get(key, "")))
+    return "\n".join(parts)
+
+
+def check_notebook(path: Path, repo: str = GITHUB_REPO, branch: str = GITHUB_BRANCH) -> list[str]:
+    """Every way ``path`` breaks the house rules (an empty list when it keeps them all)."""
+    import nbformat
+
+    path = Path(path)
+    problems = []
+    nb = nbformat.read(path, as_version=4)
+    try:
+        nbformat.validate(nb)
+    except nbformat.ValidationError as e:
+        problems.append(f"invalid nbformat: {e.message}")
+    if nb.metadata.get("kernelspec", {}).get("name") != "python3":
+        problems.append("kernelspec name is not 'python3'")
+
+    rel = f"notebooks/{path.relative_to(path.parents[1]).as_posix()}" if path.parent.name != "notebooks" \
+        else f"notebooks/{path.name}"
+    first_md = next((c for c in nb.cells if c.cell_type == "markdown"), None)
+    want = colab_badge_url(rel, repo, branch)
+    if first_md is None or want not in _source(first_md):
+        problems.append(f"the first markdown cell lacks the Colab badge link {want}")
+
+    code = [c for c in nb.cells if c.cell_type == "code" and _source(c).strip()]
+    if not code:
+        return problems + ["no code cells"]
+    setup = _source(code[0])
+    install = colab_install_line(repo, branch)
+    if install not in setup or "google.colab" not in setup or not re.search(r"^\s*if\b", setup, re.M):
+        problems.append(f"the first code cell must install only on Colab: `if IN_COLAB:` then `{install}`")
+
+    counts = [c.get("execution_count") for c in code]
+    if any(n is None for n in counts):
+        problems.append(f"{sum(n is None for n in counts)} of {len(code)} code cells have not been executed")
+    elif counts != list(range(1, len(code) + 1)):
+        problems.append(f"execution counts {counts[:5]}... are not 1..{len(code)}: not one top-to-bottom run")
+    for i, c in enumerate(code):
+        for out in c.get("outputs", []):
+            if out.get("output_type") == "error":
+                problems.append(f"code cell {i} has an error output ({out.get('ename')})")
+            elif out.get("output_type") == "stream" and out.get("name") == "stderr" and \
+                    "Traceback" in "".join(out.get("text", "")):
+                problems.append(f"code cell {i} printed a traceback")
+
+    for i, c in enumerate(nb.cells):
+        m = ABS_PATH_RE.search(_source(c) + "\n" + _text_outputs(c))
+        if m:
+            problems.append(f"cell {i} holds an absolute path {m.group(0)!r}")
+    return problems
+
+
+def set_repo(repo: str, branch: str = GITHUB_BRANCH, notebooks: Path = NOTEBOOKS) -> list[Path]:
+    """Point every badge and Colab install line at ``repo``; also update runtime.GITHUB_REPO."""
+    if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo or ""):
+        raise ValueError(f"REPO must look like 'owner/name', got {repo!r}: make set-repo REPO=owner/name")
+    import nbformat
+
+    changed = []
+    for path in sorted(notebooks.rglob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        before = [c.source for c in nb.cells]
+        for c in nb.cells:
+            c.source = BADGE_RE.sub(lambda m: colab_badge_url(m.group(3), repo, branch), c.source)
+            c.source = INSTALL_RE.sub(lambda m: colab_install_line(repo, branch), c.source)
+        if [c.source for c in nb.cells] != before:
+            _atomic_write(path, nbformat.writes(nb) + "\n")
+            changed.append(path)
+    runtime_py = Path(__file__).with_name("runtime.py")
+    src = runtime_py.read_text()
+    _atomic_write(runtime_py, re.sub(r'GITHUB_REPO = "[^"]*"', f'GITHUB_REPO = "{repo}"', src))
+    return changed
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) == 2 and argv[0] == "set-repo":
+        for p in set_repo(argv[1]):
+            print(f"updated {p}")
+        return 0
+    if len(argv) >= 1 and argv[0] == "check":
+        bad = 0
+        for p in argv[1:] or sorted(NOTEBOOKS.glob("*.ipynb")):
+            for problem in check_notebook(Path(p)):
+                print(f"{p}: {problem}")
+                bad += 1
+        return 1 if bad else 0
+    print("usage: python -m lora_edu.notebook_meta set-repo OWNER/NAME | check [NOTEBOOK ...]", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,136 @@
+"""Runtime settings in one place: fast mode, device, precision policy, seeds, Colab.
+
+Every notebook's setup cell imports from here, so "which device, which dtype, how many steps" is decided
+once. Explained in notebooks/00_welcome.ipynb (section "Your environment").
+
+Precision policy (why it is not just ``torch.cuda.is_bf16_supported()``): that call returns True on a
+Colab T4 because it counts *emulated* bf16, which is slow there. We look at the compute capability
+instead: >= 8 (Ampere, Hopper) has bf16 in hardware; older GPUs train with fp16 autocast plus a
+``torch.amp.GradScaler``, which rescales the loss so that small fp16 gradients do not flush to zero.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+# The published repository: the one place to set when the series is published under another name.
+# `make set-repo REPO=owner/name` rewrites every notebook's badge and Colab install line to match,
+# and tests/test_notebooks_meta.py checks that they agree with this constant.
+GITHUB_REPO = "lora-edu/lora_edu"
+GITHUB_BRANCH = "main"
+
+
+def fast_mode() -> bool:
+    """True when ``LORA_EDU_FAST=1``: notebooks shrink steps and data so CI can run them all."""
+    return os.environ.get("LORA_EDU_FAST", "0").strip().lower() in {"1", "true", "yes"}
+
+
+FAST = fast_mode()
+IN_COLAB = "google.colab" in sys.modules
+
+
+def hub_offline() -> bool:
+    """True when ``HF_HUB_OFFLINE`` is set: nothing may touch the network."""
+    return os.environ.get("HF_HUB_OFFLINE", "0").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def get_device(prefer: str | None = None) -> torch.device:
+    """CUDA when present, else CPU. ``prefer="cpu"`` forces the CPU (handy to compare)."""
+    if prefer is not None:
+        return torch.device(prefer)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@dataclass(frozen=True)
+class Precision:
+    """How to run on a device: the dtype of the frozen weights, the autocast dtype, and loss scaling."""
+
+    device_type: str
+    dtype: torch.dtype  # weights of the frozen base model
+    autocast_dtype: torch.dtype | None  # None: no autocast (plain fp32)
+    use_grad_scaler: bool  # True only for fp16 autocast
+    reason: str
+
+    def autocast(self):
+        """A context manager: ``with precision.autocast(): loss = model(...)``."""
+        if self.autocast_dtype is None:
+            return torch.autocast(self.device_type, enabled=False)
+        return torch.autocast(self.device_type, dtype=self.autocast_dtype)
+
+    def grad_scaler(self) -> torch.amp.GradScaler:
+        """A GradScaler that is a no-op unless fp16 needs it."""
+        return torch.amp.GradScaler(self.device_type, enabled=self.use_grad_scaler)
+
+
+def precision_policy(device: torch.device | str | None = None,
+                     capability: tuple[int, int] | None = None) -> Precision:
+    """Pick the precision for ``device``. ``capability`` fakes a GPU's (major, minor) in tests.
+
+    - CPU: fp32 everywhere (bf16 matmuls on a CPU are slow and teach nothing).
+    - CUDA, capability >= 8.0 (A100, H100, L4): bf16 weights and bf16 autocast, no loss scaling.
+    - CUDA, capability < 8.0 (T4, V100): fp32 weights for the trainable parts, fp16 autocast, GradScaler.
+    """
+    device = get_device() if device is None else torch.device(device)
+    if device.type != "cuda":
+        return Precision(device.type, torch.float32, None, False, f"{device.type}: fp32")
+    if capability is None:
+        capability = torch.cuda.get_device_capability(device)
+    major, minor = capability
+    if major >= 8:
+        return Precision("cuda", torch.bfloat16, torch.bfloat16, False,
+                         f"CUDA capability {major}.{minor} >= 8.0: bf16 in hardware")
+    return Precision("cuda", torch.float16, torch.float16, True,
+                     f"CUDA capability {major}.{minor} < 8.0: no bf16 hardware, fp16 autocast + GradScaler")
+
+
+def seed_everything(seed: int = 0) -> None:
+    """Seed Python, NumPy and PyTorch (CPU and CUDA) so a run can be repeated."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+def colab_install_line(repo: str = GITHUB_REPO, branch: str = GITHUB_BRANCH) -> str:
+    """The pip line a notebook's setup cell runs on Colab (non-editable: an editable install needs a restart)."""
+    return f'%pip install -q "lora-edu @ git+https://github.com/{repo}@{branch}"'
+
+
+def colab_badge_url(notebook_path: str, repo: str = GITHUB_REPO, branch: str = GITHUB_BRANCH) -> str:
+    """The "Open in Colab" link for ``notebooks/NAME.ipynb``."""
+    return f"https://colab.research.google.com/github/{repo}/blob/{branch}/{notebook_path}"
+
+
+def environment_report() -> dict[str, str]:
+    """Versions and settings a learner (or an issue report) needs; shown by notebook 00."""
+    import importlib.metadata as md
+
+    report = {"python": platform.python_version(), "platform": platform.platform(terse=True)}
+    for pkg in ("torch", "transformers", "peft", "accelerate", "safetensors", "gguf", "ipywidgets",
+                "matplotlib", "bitsandbytes", "lora-edu"):
+        try:
+            report[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            report[pkg] = "not installed"
+    device = get_device()
+    report["device"] = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    report["precision"] = precision_policy(device).reason
+    report["fast mode"] = str(fast_mode())
+    report["Colab"] = str(IN_COLAB)
+    report["HF_HUB_OFFLINE"] = str(hub_offline())
+    return report
+
+
+def banner() -> None:
+    """One line at the top of every notebook: device, precision and mode."""
+    device = get_device()
+    mode = "FAST mode (LORA_EDU_FAST=1): small steps and data" if fast_mode() else "full mode"
+    print(f"lora_edu | device: {device} | {precision_policy(device).reason} | {mode}")
