@@ -10,7 +10,6 @@ another name, run ``make set-repo REPO=owner/name`` (this module's ``set-repo`` 
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
