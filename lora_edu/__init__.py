@@ -4,12 +4,30 @@ Every notebook builds the key lines inline, then checks them against the version
 docstring names the notebook that explains it.
 """
 
+from .lowrank import (
+    eckart_young_error,
+    effective_rank,
+    energy,
+    entropy_effective_rank,
+    low_rank_approx,
+    subspace_similarity,
+    subspace_similarity_grid,
+    truncated_svd,
+)
 from .models import DEFAULT_MODEL, ModelSourceError, load_model
 from .runtime import FAST, IN_COLAB, banner, get_device, precision_policy, seed_everything
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "eckart_young_error",
+    "effective_rank",
+    "energy",
+    "entropy_effective_rank",
+    "low_rank_approx",
+    "subspace_similarity",
+    "subspace_similarity_grid",
+    "truncated_svd",
     "DEFAULT_MODEL",
     "FAST",
     "IN_COLAB",

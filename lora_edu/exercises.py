@@ -15,13 +15,29 @@ def _unanswered(answer) -> bool:
     return answer is None or answer is Ellipsis
 
 
-def report(name: str, ok: bool, hint: str) -> bool:
-    """Print one line: a pass, or 'not yet' with a hint. Returns ``ok``."""
+class Check:
+    """The result of a self-check: true when correct. Jupyter shows nothing more (the line is printed)."""
+
+    def __init__(self, name: str, ok: bool):
+        self.name, self.ok = name, bool(ok)
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def __repr__(self) -> str:
+        return f"Check({self.name!r}, ok={self.ok})"
+
+    def _ipython_display_(self) -> None:  # the printed line already says it; no "False" echo below it
+        pass
+
+
+def report(name: str, ok: bool, hint: str) -> Check:
+    """Print one line: a pass, or 'not yet' with a hint. The result is true when ``ok``."""
     print(f"[{name}] " + ("correct!" if ok else f"not yet. Hint: {hint}"))
-    return ok
+    return Check(name, ok)
 
 
-def check_value(name: str, answer, expected, hint: str, rtol: float = 1e-6) -> bool:
+def check_value(name: str, answer, expected, hint: str, rtol: float = 1e-6) -> Check:
     """Compare a number, a tensor, or a tuple/list of them with the expected answer."""
     if _unanswered(answer):
         return report(name, False, "replace the placeholder `...` with your answer, then re-run. " + hint)
@@ -45,7 +61,7 @@ def _close(a, e, rtol: float) -> bool:
     return abs(float(a) - float(e)) <= rtol * max(1.0, abs(float(e)))
 
 
-def check_function(name: str, fn, reference, inputs: list[tuple], hint: str, atol: float = 1e-5) -> bool:
+def check_function(name: str, fn, reference, inputs: list[tuple], hint: str, atol: float = 1e-5) -> Check:
     """Call the learner's ``fn`` and ``reference`` on each input tuple and compare the results."""
     if _unanswered(fn):
         return report(name, False, "write the function first. " + hint)
@@ -58,3 +74,18 @@ def check_function(name: str, fn, reference, inputs: list[tuple], hint: str, ato
 
 
 # Checkers for each notebook follow, one section per notebook, in notebook order.
+
+# --- notebook 00 ---
+# SmolLM2-135M's shapes: hidden 576, MLP 1536, vocabulary 49,152, 30 layers, 134,515,008 parameters.
+
+def check_mlp_parameters(answer) -> Check:
+    """Exercise 00.1: the parameters in one decoder layer's MLP (gate_proj, up_proj, down_proj)."""
+    return check_value("00.1 MLP parameters", answer, 3 * 576 * 1536,
+                       "three linear layers, each 576 x 1536 (down_proj is 1536 x 576), with no biases.")
+
+
+def check_embedding_share(answer) -> Check:
+    """Exercise 00.2: the embedding matrix's share of all parameters, as a fraction between 0 and 1."""
+    return check_value("00.2 embedding share", answer, 49_152 * 576 / 134_515_008,
+                       "vocabulary x hidden size, divided by the total; lm_head shares the embedding's "
+                       "weights, so it adds nothing.", rtol=1e-3)

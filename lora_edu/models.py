@@ -48,6 +48,14 @@ def cache_root() -> Path:
     return Path(os.environ.get("LORA_EDU_CACHE") or Path.home() / ".cache" / "lora_edu")
 
 
+def _shown(path: Path) -> str:
+    """A path for messages, with the home folder as ``~`` (notebook outputs hold no machine's paths)."""
+    try:
+        return "~/" + Path(path).resolve().relative_to(Path.home().resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def cache_dir_for(name: str, root: Path | None = None) -> Path:
     return (root or cache_root()) / "models" / name.replace("/", "--")
 
@@ -108,8 +116,13 @@ def write_cache(model, tokenizer, path: Path, source: str) -> Path:
                  for f in sorted(tmp.iterdir()) if f.is_file()}
         (tmp / MANIFEST).write_text(json.dumps({"source": source, "files": files}, indent=1))
         if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+            shutil.rmtree(path, ignore_errors=True)
+        try:
+            os.replace(tmp, path)
+        except OSError:
+            if verify_cache(path) is not None:  # not another process's finished copy: a real failure
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -192,9 +205,9 @@ def load_model(name: str = DEFAULT_MODEL, *, dtype: torch.dtype = torch.float32,
         problem = verify_cache(cached)
         if problem is None:
             model, tokenizer = _load_local(cached)
-            source = f"local cache {cached}"
+            source = f"local cache {_shown(cached)}"
         else:
-            warnings.warn(f"Ignoring the cached copy of {name} at {cached}: {problem}. "
+            warnings.warn(f"Ignoring the cached copy of {name} at {_shown(cached)}: {problem}. "
                           "It will be rebuilt from another source.", stacklevel=2)
             shutil.rmtree(cached, ignore_errors=True)
 
@@ -211,7 +224,7 @@ def load_model(name: str = DEFAULT_MODEL, *, dtype: torch.dtype = torch.float32,
             "this takes ~20 s once, then it loads from the cache ...")
         model, tokenizer = _load_gguf(gguf)
         write_cache(model, tokenizer, cached, source=f"gguf:{OFFLINE_MODELS[name][0]}/{gguf.name}")
-        source = f"GGUF file {gguf.name} (package {OFFLINE_MODELS[name][0]}), now cached in {cached}"
+        source = f"GGUF file {gguf.name} (package {OFFLINE_MODELS[name][0]}), now cached in {_shown(cached)}"
 
     model = model.to(dtype=dtype, device=device or "cpu").eval()
     model.loaded_from = source
@@ -229,7 +242,7 @@ def _no_source_message(name: str) -> str:
     else:
         how = (f"only {sorted(OFFLINE_MODELS)} can be loaded offline; run on a machine with internet "
                "access (Colab), or pick an offline model")
-    return f"No source for the model {name!r}: nothing in the cache ({cache_dir_for(name)}), {offline}. To fix: {how}."
+    return f"No source for the model {name!r}: nothing in the cache ({_shown(cache_dir_for(name))}), {offline}. To fix: {how}."
 
 
 def tiny_llama(seed: int = 0, vocab_size: int = 128, hidden_size: int = 32, layers: int = 2):

@@ -1,0 +1,84 @@
+"""Every committed notebook keeps the house rules (lora_edu.notebook_meta), and the rules themselves bite."""
+
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from lora_edu import notebook_meta, runtime
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+PLANNED = ["00_welcome"]
+
+
+def test_the_planned_notebooks_exist():
+    names = {p.stem for p in NOTEBOOKS}
+    assert set(PLANNED) <= names, f"missing: {set(PLANNED) - names}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_committed_notebook_keeps_the_house_rules(path):
+    assert notebook_meta.check_notebook(path) == []
+
+
+def _good_notebook(name="99_demo.ipynb"):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+    badge = runtime.colab_badge_url(f"notebooks/{name}")
+    setup = ("import sys\n\nIN_COLAB = 'google.colab' in sys.modules\nif IN_COLAB:\n    "
+             + runtime.colab_install_line())
+    nb.cells = [nbformat.v4.new_markdown_cell(f"# Demo\n[![Open In Colab](badge.svg)]({badge})"),
+                nbformat.v4.new_code_cell(setup, execution_count=1),
+                nbformat.v4.new_code_cell("print(1)", execution_count=2,
+                                          outputs=[nbformat.v4.new_output("stream", text="1\n")])]
+    return nb
+
+
+def _problems(tmp_path, nb, name="99_demo.ipynb"):
+    (tmp_path / "notebooks").mkdir(exist_ok=True)
+    path = tmp_path / "notebooks" / name
+    nbformat.write(nb, path)
+    return notebook_meta.check_notebook(path)
+
+
+def test_a_good_notebook_passes(tmp_path):
+    assert _problems(tmp_path, _good_notebook()) == []
+
+
+@pytest.mark.parametrize("breakage, expected", [
+    (lambda nb: nb.metadata.update(kernelspec={"name": "myenv", "display_name": "x"}), "kernelspec"),
+    (lambda nb: setattr(nb.cells[0], "source", "# Demo, no badge"), "badge"),
+    (lambda nb: setattr(nb.cells[1], "source", runtime.colab_install_line()), "install only on Colab"),
+    (lambda nb: nb.cells[2].update(execution_count=None), "not been executed"),
+    (lambda nb: nb.cells[2].update(execution_count=7), "top-to-bottom"),
+    (lambda nb: nb.cells[2].outputs.append(nbformat.v4.new_output("error", ename="ValueError", evalue="",
+                                                                  traceback=[])), "error output"),
+    (lambda nb: nb.cells[2].outputs.append(nbformat.v4.new_output("stream", text="saved to /home/ann/x.png")),
+     "absolute path"),
+])
+def test_each_broken_rule_is_reported(tmp_path, breakage, expected):
+    nb = _good_notebook()
+    breakage(nb)
+    problems = _problems(tmp_path, nb)
+    assert any(expected in p for p in problems), problems
+
+
+def test_a_badge_pointing_at_another_file_is_reported(tmp_path):
+    assert any("badge" in p for p in _problems(tmp_path, _good_notebook("98_other.ipynb"), name="99_demo.ipynb"))
+
+
+def test_set_repo_rewrites_badges_and_installs_in_one_go(tmp_path, monkeypatch):
+    nbdir = tmp_path / "notebooks"
+    nbdir.mkdir()
+    nbformat.write(_good_notebook(), nbdir / "99_demo.ipynb")
+    runtime_copy = tmp_path / "runtime.py"
+    shutil.copy(Path(runtime.__file__), runtime_copy)
+    monkeypatch.setattr(notebook_meta, "__file__", str(tmp_path / "notebook_meta.py"))
+    changed = notebook_meta.set_repo("ann/my-lora-course", notebooks=nbdir)
+    assert changed == [nbdir / "99_demo.ipynb"]
+    assert notebook_meta.check_notebook(nbdir / "99_demo.ipynb", repo="ann/my-lora-course") == []
+    assert 'GITHUB_REPO = "ann/my-lora-course"' in runtime_copy.read_text()
+    with pytest.raises(ValueError, match="owner/name"):
+        notebook_meta.set_repo("not a repo", notebooks=nbdir)
