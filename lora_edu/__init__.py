@@ -4,6 +4,8 @@ Every notebook builds the key lines inline, then checks them against the version
 docstring names the notebook that explains it.
 """
 
+from .config import LoraConfig
+from .layers import LoraLinear
 from .lowrank import (
     eckart_young_error,
     effective_rank,
@@ -13,6 +15,18 @@ from .lowrank import (
     subspace_similarity,
     subspace_similarity_grid,
     truncated_svd,
+)
+from .model import (
+    compression_ratio,
+    find_target_modules,
+    inject_lora,
+    lora_layers,
+    lora_parameter_count,
+    mark_only_lora_as_trainable,
+    merge_and_unload,
+    print_trainable_parameters,
+    trainable_parameters,
+    unload,
 )
 from .models import DEFAULT_MODEL, ModelSourceError, load_model
 from .runtime import FAST, IN_COLAB, banner, get_device, precision_policy, seed_everything
@@ -28,6 +42,18 @@ __all__ = [
     "subspace_similarity",
     "subspace_similarity_grid",
     "truncated_svd",
+    "LoraConfig",
+    "LoraLinear",
+    "compression_ratio",
+    "find_target_modules",
+    "inject_lora",
+    "lora_layers",
+    "lora_parameter_count",
+    "mark_only_lora_as_trainable",
+    "merge_and_unload",
+    "print_trainable_parameters",
+    "trainable_parameters",
+    "unload",
     "DEFAULT_MODEL",
     "FAST",
     "IN_COLAB",
