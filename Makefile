@@ -30,7 +30,7 @@ lab: setup
 	$(VENV)/bin/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
 lint: setup
-	$(VENV)/bin/ruff check lora_edu tests notebooks benchmarks
+	$(VENV)/bin/ruff check .
 
 unit: setup
 	@echo "== unit tests =="
