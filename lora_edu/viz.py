@@ -102,9 +102,9 @@ def plot_rank_k(W, k: int, svd=None, cmap: str = "gray", name: str = "picture"):
         axes[0].set_title(f"{name} ({m} x {n})", fontsize=10)
         axes[1].imshow(W_k, cmap=cmap, **lim)
         axes[1].set_title(f"best rank-{k} approximation W_k", fontsize=10)
-        r = float(R.abs().max()) + 1e-12
+        r = float(torch.quantile(R.abs().flatten().float(), 0.99)) + 1e-12  # clip the rare extremes: contrast
         axes[2].imshow(R, cmap="RdBu_r", vmin=-r, vmax=r)
-        axes[2].set_title(f"residual W - W_k (max |.| = {r:.3g})", fontsize=10)
+        axes[2].set_title(f"residual W - W_k (colour scale +-{r:.2g})", fontsize=10)
         for ax in axes[:3]:
             ax.axis("off")
         ax = axes[3]
@@ -131,7 +131,7 @@ def plot_energy(spectra: dict, ax=None, fraction: float = 0.9, title: str = "Ene
             ax.plot(range(1, len(sq) + 1), torch.cumsum(sq, 0) / sq.sum(), label=label)
         ax.axhline(fraction, color="gray", ls=":", label=f"{fraction:.0%} of the energy")
         ax.set_xlabel("k (number of singular values kept)")
-        ax.set_ylabel(r"energy $\sum_{i \leq k} \sigma_i^2 / \sum_i \sigma_i^2$")
+        ax.set_ylabel(r"energy in the top k (fraction of $\|W\|_F^2$)")
         ax.set_title(title)
         ax.set_ylim(0, 1.02)
         ax.legend()
@@ -150,10 +150,10 @@ def plot_similarity_grids(grids: dict, side: str = "right"):
             p, q = grid.shape
             im = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", origin="lower",
                            extent=(0.5, q + 0.5, 0.5, p + 0.5))
-            ax.set_xlabel("j (top-j directions of the 2nd matrix)")
-            ax.set_ylabel("i (top-i of the 1st)")
+            ax.set_xlabel("j (top-j directions of the 2nd)")
             ax.set_title(title, fontsize=10)
             ax.grid(False)
+        axes[0, 0].set_ylabel("i (top-i directions of the 1st)")
         fig.colorbar(im, ax=axes[0].tolist(), label=rf"$\phi(i, j)$ ({side} singular vectors)")
     plt.show()
     return fig
