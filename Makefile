@@ -44,11 +44,13 @@ notebooks-fast: setup
 test: lint unit notebooks-fast
 
 # Re-execute every committed notebook in place, in full mode, so the stored outputs come from one run.
+# Widget state is not stored: it would double each slider's figure; a static figure sits beside every slider.
 notebooks: setup
 	@for nb in notebooks/[0-9]*.ipynb; do \
 		echo "== $$nb"; \
 		HF_HUB_OFFLINE=1 $(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \
-			--ExecutePreprocessor.timeout=-1 --ExecutePreprocessor.kernel_name=python3 "$$nb" || exit 1; \
+			--ExecutePreprocessor.timeout=-1 --ExecutePreprocessor.kernel_name=python3 \
+			--ExecutePreprocessor.store_widget_state=False "$$nb" || exit 1; \
 	done
 
 # Point the badges and Colab installs at the published repository: make set-repo REPO=owner/name

@@ -131,8 +131,13 @@ def write_cache(model, tokenizer, path: Path, source: str) -> Path:
 
 def _load_local(path: Path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
-    return AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+    hf_logging.disable_progress_bar()  # a one-second load needs no bar (it would clutter notebook outputs)
+    try:
+        return AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+    finally:
+        hf_logging.enable_progress_bar()
 
 
 # ---------------------------------------------------------------------------------------------------------
