@@ -1,0 +1,118 @@
+"""Double quantization: the fp32 block constants of NF4 quantized again, and the bits-per-parameter sums.
+
+Explained in notebooks/06_quantization.ipynb (section "Double quantization"); used by ``lora_edu.nf4``.
+QLoRA (Dettmers et al. 2023, arXiv 2305.14314), section 3 "Double Quantization": with blocksize 64, one
+fp32 absmax per block costs 32/64 = 0.5 bits per weight. Quantizing those constants once more, in blocks of
+256 with an 8-bit code, after subtracting their mean (they are all positive, so centring them uses the
+negative codes too), costs 8/64 + 32/(64*256) ~= 0.127 bits per weight.
+
+The 8-bit code is bitsandbytes' signed *dynamic* map (``create_dynamic_map``: one sign, a run of zeros
+that picks the power of ten, then a linear fraction; Dettmers 2015, arXiv 1511.04561), not FP8: the
+paper's "8-bit Floats" means this map. The steps mirror ``bitsandbytes.functional.quantize_4bit(...,
+compress_statistics=True)`` on the CPU (0.50.2): the offset and the nested absmax are bit for bit the same,
+and so is every code except about 1 in 600, where bitsandbytes' C binary search (BinSearch "Direct2") does
+not land on the nearest map value; ours always takes the nearest, so its error is never larger. Where the
+codes agree, so do the dequantized weights (tests/test_quant_nf4.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .intquant import check_blocksize, to_blocks
+
+NESTED_BLOCKSIZE = 256
+
+
+def dynamic_map() -> torch.Tensor:
+    """bitsandbytes' signed dynamic 8-bit map: 256 sorted fp32 values in [-0.993, 1] (0 and 1 included).
+
+    Decade ``i`` (i = 0..6) covers magnitudes 10^(i-6) * [0.1, 1] with 2^i evenly spaced values, each sign:
+    fine steps near 0 where small constants live, coarse steps near 1. Equals ``create_dynamic_map()``.
+    """
+    values = [0.0, 1.0]
+    for i in range(7):
+        edges = torch.linspace(0.1, 1, 2**i + 1)  # fp32, as bitsandbytes builds it
+        means = (edges[:-1] + edges[1:]) / 2  # 2^i bin centres
+        values += (10 ** (i - 6) * means).tolist() + (-(10 ** (i - 6)) * means).tolist()
+    return torch.tensor(sorted(values), dtype=torch.float32)
+
+
+def nearest_index(values: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+    """The index of the nearest entry of the sorted ``code`` for each value (a tie goes to the left).
+
+    As bitsandbytes' CPU kernel does: find the left neighbour by binary search, move right only if that is
+    strictly closer. A NaN (0/0 in a block of zeros) gets code 0, as there; its scale is 0, so any code
+    decodes to 0.
+    """
+    left = (torch.searchsorted(code, values, right=True) - 1).clamp(0, code.numel() - 2)
+    closer_right = (values - code[left + 1]).abs() < (values - code[left]).abs()
+    index = left + closer_right.long()
+    return torch.where(values.isnan(), 0, index).to(torch.uint8)
+
+
+@dataclass
+class NestedAbsmax:
+    """The double-quantized block constants (bitsandbytes' names in brackets).
+
+    ``codes``   (n_blocks,) uint8: one 8-bit dynamic-map code per first-level absmax   [state.absmax]
+    ``absmax``  (n_nested,) fp32: the absmax of each block of ``blocksize`` codes      [state.state2.absmax]
+    ``offset``  () fp32: the mean subtracted before quantizing                          [state.offset]
+    """
+
+    codes: torch.Tensor
+    absmax: torch.Tensor
+    offset: torch.Tensor
+    blocksize: int = NESTED_BLOCKSIZE
+
+    def nbytes(self) -> int:
+        return self.codes.numel() + 4 * self.absmax.numel() + 4  # uint8 codes, fp32 absmax, fp32 offset
+
+
+def double_quantize(absmax: torch.Tensor, blocksize: int = NESTED_BLOCKSIZE) -> NestedAbsmax:
+    """Quantize the fp32 block constants ``absmax`` (n_blocks,): subtract the mean, then 8-bit blockwise."""
+    check_blocksize(blocksize)
+    if not torch.is_tensor(absmax) or absmax.dtype != torch.float32 or absmax.ndim != 1:
+        raise TypeError(f"absmax must be a 1-D float32 tensor (one constant per block), got "
+                        f"{getattr(absmax, 'dtype', type(absmax).__name__)} "
+                        f"{tuple(getattr(absmax, 'shape', ()))}. Fix: pass quantize_nf4(w).absmax.")
+    offset = absmax.mean()  # every absmax is > 0: centring lets the codes use both signs
+    blocks = to_blocks(absmax - offset, blocksize)  # (n_nested, blocksize), zero padded
+    scale = blocks.abs().amax(dim=1)  # (n_nested,)
+    normed = blocks / scale[:, None]  # in [-1, 1]; bitsandbytes divides here (0/0 -> NaN -> code 0)
+    codes = nearest_index(normed, dynamic_map()).reshape(-1)[: absmax.numel()]
+    return NestedAbsmax(codes, scale, offset, blocksize)
+
+
+def double_dequantize(nested: NestedAbsmax) -> torch.Tensor:
+    """The fp32 block constants back: ``dynamic_map()[codes] * absmax_of_their_block + offset``."""
+    n = nested.codes.numel()
+    n_nested = -(-n // nested.blocksize)
+    if nested.codes.dtype != torch.uint8 or nested.codes.ndim != 1:
+        raise TypeError(f"nested codes must be 1-D uint8, got {nested.codes.dtype} "
+                        f"{tuple(nested.codes.shape)}. Fix: pass the NestedAbsmax double_quantize returned.")
+    if tuple(nested.absmax.shape) != (n_nested,):
+        raise ValueError(f"nested absmax must have shape {(n_nested,)} (one per {nested.blocksize} codes), "
+                         f"got {tuple(nested.absmax.shape)}. Fix: pass the NestedAbsmax unchanged.")
+    values = dynamic_map()[nested.codes.long()]  # (n,) in [-1, 1]
+    scale = nested.absmax.repeat_interleave(nested.blocksize)[:n]  # (n,) the scale of each code's block
+    return values * scale + nested.offset
+
+
+def bits_per_parameter(blocksize: int = 64, nested_blocksize: int = NESTED_BLOCKSIZE,
+                       code_bits: int = 4) -> dict:
+    """Storage per weight, in bits, without and with double quantization (QLoRA section 3).
+
+    Returns ``{"code", "constants", "constants_dq", "total", "total_dq", "saving"}``; for the defaults:
+    4, 32/64 = 0.5, 8/64 + 32/(64*256) ~= 0.127, 4.5, ~4.127 and ~0.373. The single fp32 offset per
+    tensor is left out (it is 32 bits for millions of weights).
+    """
+    check_blocksize(blocksize)
+    check_blocksize(nested_blocksize, name="nested_blocksize")
+    constants = 32 / blocksize  # one fp32 absmax per block
+    constants_dq = 8 / blocksize + 32 / (blocksize * nested_blocksize)  # 8-bit codes + fp32 per 256 of them
+    return {"code": code_bits, "constants": constants, "constants_dq": constants_dq,
+            "total": code_bits + constants, "total_dq": code_bits + constants_dq,
+            "saving": constants - constants_dq}

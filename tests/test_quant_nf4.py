@@ -1,0 +1,298 @@
+"""NF4 / FP4 / double quantization (lora_edu.nf4, lora_edu.double_quant) against bitsandbytes on the CPU."""
+
+import warnings
+
+import pytest
+import torch
+
+from lora_edu import quant
+from lora_edu.models import gguf_path
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    bnbF = pytest.importorskip("bitsandbytes.functional")
+
+# The 16 values as papers.md section 2 lists them (from bitsandbytes' get_4bit_type("nf4")).
+PAPERS_NF4 = [-1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453, -0.28444138169288635,
+              -0.18477343022823334, -0.09105003625154495, 0.0, 0.07958029955625534, 0.16093020141124725,
+              0.24611230194568634, 0.33791524171829224, 0.44070982933044434, 0.5626170039176941,
+              0.7229568362236023, 1.0]
+
+
+def _randn(*shape, seed=0, std=0.02, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(*shape, generator=g) * std).to(dtype)
+
+
+def _ours(w, quant_type, blocksize=64, double_quant=False):
+    fn = quant.quantize_nf4 if quant_type == "nf4" else quant.quantize_fp4
+    return fn(w, blocksize=blocksize, double_quant=double_quant)
+
+
+def _bnb(w, quant_type, blocksize=64, double_quant=False):
+    packed, state = bnbF.quantize_4bit(w, blocksize=blocksize, quant_type=quant_type,
+                                       compress_statistics=double_quant)
+    return packed, state, bnbF.dequantize_4bit(packed, state)
+
+
+@pytest.fixture(scope="module")
+def real_weights():
+    """Two real SmolLM2 weights (v_proj, down_proj of layer 0), decoded from the GGUF file the series loads."""
+    gguf = pytest.importorskip("gguf")
+    path = gguf_path()
+    if path is None:
+        pytest.skip("the SmolLM2 GGUF package is not installed")
+    tensors = {t.name: t for t in gguf.GGUFReader(path).tensors}
+    return [quant.dequantize_q4_1(tensors[name].data) for name in ("blk.0.attn_v.weight", "blk.0.ffn_down.weight")]
+
+
+# --- the code tables -------------------------------------------------------------------------------------
+
+def test_nf4_code_equals_bitsandbytes_and_papers_md():
+    code = quant.nf4_code()
+    assert code.dtype == torch.float32 and code.shape == (16,)
+    assert torch.equal(code, bnbF.get_4bit_type("nf4", device="cpu"))
+    assert torch.equal(code, torch.tensor(PAPERS_NF4, dtype=torch.float32))
+    assert code[7] == 0 and code[0] == -1 and code[-1] == 1 and (code.diff() > 0).all()
+
+
+def test_nf4_construction_reproduces_the_table_bit_for_bit():
+    assert torch.equal(quant.nf4_code_from_quantiles(), quant.nf4_code())
+    assert not torch.equal(quant.nf4_code_from_quantiles(0.99), quant.nf4_code())  # the offset matters
+
+
+def test_eq4_as_printed_starts_at_minus_infinity():
+    q = quant.nf4_eq4_values()
+    assert q.shape == (16,) and q[0] == float("-inf")
+    assert torch.isfinite(q[1:]).all() and (q[1:].diff() > 0).all()
+    # lopsided: 8 values below zero (one of them -inf), q_8 = 0, 7 above; the finite ones mirror each other
+    assert (q < 0).sum() == 8 and q[8] == 0 and (q > 0).sum() == 7
+    torch.testing.assert_close(q[1:8], -q[9:].flip(0))
+
+
+def test_fp4_code_equals_bitsandbytes_and_differs_from_textbook_e2m1_only_in_the_subnormal():
+    code = quant.fp4_code()
+    assert torch.equal(code, bnbF.get_4bit_type("fp4", device="cpu"))
+    ours = code[:8].sort().values  # magnitudes, scaled to max 1
+    textbook = quant.e2m1_values() / 6
+    assert ours[1] == pytest.approx(1 / 192) and textbook[1] == pytest.approx(1 / 12)
+    torch.testing.assert_close(ours[2:], textbook[2:])
+    assert ours[0] == textbook[0] == 0
+
+
+def test_dynamic_map_equals_bitsandbytes():
+    dm = quant.dynamic_map()
+    assert torch.equal(dm, bnbF.create_dynamic_map())
+    assert dm.shape == (256,) and (dm.diff() > 0).all() and dm[-1] == 1 and (dm == 0).sum() == 1
+
+
+# --- packing -----------------------------------------------------------------------------------------------
+
+def test_pack_first_code_in_the_high_nibble():
+    packed = quant.pack_4bit(torch.tensor([1, 2, 15, 0], dtype=torch.uint8))
+    assert packed.tolist() == [0x12, 0xF0]
+    assert quant.unpack_4bit(packed, 4).tolist() == [1, 2, 15, 0]
+    assert quant.unpack_4bit(packed, 3).tolist() == [1, 2, 15]
+
+
+def test_nf4_by_hand():
+    # one block: absmax 2; 2 -> code 15 (1.0), -2 -> 0 (-1.0), 0 -> 7 (0.0), 0.16 -> 0.08 -> code 8
+    q = quant.quantize_nf4(torch.tensor([2.0, -2.0, 0.0, 0.16]), blocksize=64)
+    assert q.codes.tolist() == [0xF0, 0x78] and q.absmax.tolist() == [2.0]
+
+
+# --- oracle: bitsandbytes quantize_4bit / dequantize_4bit on the CPU ----------------------------------
+
+SHAPES = [(64, 64), (3, 50), (7,), (5, 33), (130,), (300, 257), (2, 3, 40)]
+
+
+@pytest.mark.parametrize("quant_type", ["nf4", "fp4"])
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_matches_bitsandbytes_bit_for_bit(quant_type, shape, dtype):
+    w = _randn(*shape, seed=sum(shape), dtype=dtype)
+    packed, state, deq = _bnb(w, quant_type)
+    q = _ours(w, quant_type)
+    assert torch.equal(q.codes, packed.reshape(-1))
+    assert torch.equal(q.absmax, state.absmax)
+    ours = quant.dequantize_4bit(q)
+    assert ours.shape == w.shape and ours.dtype == dtype == deq.dtype
+    assert torch.equal(ours.reshape(-1), deq.reshape(-1))  # bnb returns (1, n) for some 1-D shapes
+
+
+@pytest.mark.parametrize("blocksize", [32, 128, 256, 4096])
+def test_matches_bitsandbytes_at_other_block_sizes(blocksize):
+    w = _randn(40, 130, seed=blocksize)
+    packed, state, deq = _bnb(w, "nf4", blocksize)
+    q = quant.quantize_nf4(w, blocksize=blocksize)
+    assert torch.equal(q.codes, packed.reshape(-1)) and torch.equal(q.absmax, state.absmax)
+    assert torch.equal(quant.dequantize_nf4(q), deq)
+
+
+def test_matches_bitsandbytes_with_zero_blocks_and_a_zero_tail():
+    w = torch.zeros(3, 50)
+    w[0, :10] = _randn(10)  # block 0 nonzero, block 1 zeros, the short block 2 (22 values) zeros
+    for quant_type in ["nf4", "fp4"]:
+        packed, state, deq = _bnb(w, quant_type)
+        q = _ours(w, quant_type)
+        assert torch.equal(q.codes, packed.reshape(-1)) and torch.equal(q.absmax, state.absmax)
+        assert torch.equal(quant.dequantize_4bit(q), deq)
+
+
+@pytest.mark.parametrize("quant_type", ["nf4", "fp4"])
+def test_matches_bitsandbytes_on_real_weights(real_weights, quant_type):
+    for w in real_weights:
+        packed, state, deq = _bnb(w, quant_type)
+        q = _ours(w, quant_type)
+        assert torch.equal(q.codes, packed.reshape(-1)) and torch.equal(q.absmax, state.absmax)
+        assert torch.equal(quant.dequantize_4bit(q), deq)
+
+
+# --- double quantization -----------------------------------------------------------------------------------
+
+def _check_double_quant_against_bnb(w):
+    """Offset and nested absmax bit for bit; codes equal but for rare misses of bnb's search; weights close."""
+    packed, state, deq = _bnb(w, "nf4", double_quant=True)
+    q = quant.quantize_nf4(w, double_quant=True)
+    assert q.absmax is None and q.double_quant
+    assert torch.equal(q.codes, packed.reshape(-1))  # the 4-bit codes do not depend on double quantization
+    assert torch.equal(q.nested.offset, state.offset)
+    assert torch.equal(q.nested.absmax, state.state2.absmax)
+    same = q.nested.codes == state.absmax
+    assert same.float().mean() > 0.99
+    # where they differ, ours is the nearest map value: never farther than bnb's choice
+    plain = quant.quantize_nf4(w).absmax
+    target = (plain - q.nested.offset) / q.nested.absmax.repeat_interleave(256)[: plain.numel()]
+    dm = quant.dynamic_map()
+    assert ((target - dm[q.nested.codes.long()]).abs() <= (target - dm[state.absmax.long()]).abs()).all()
+    # the dequantized weights: equal in every block whose code agrees, close elsewhere
+    ours = quant.dequantize_nf4(q).reshape(-1)
+    same_weight = same.repeat_interleave(64)[: w.numel()]
+    assert torch.equal(ours[same_weight], deq.reshape(-1)[same_weight])
+    assert (ours - deq.reshape(-1)).abs().max() <= 0.01 * w.abs().max()
+    return same
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (5, 33), (300, 257), (576, 576)])
+def test_double_quant_matches_bitsandbytes(shape):
+    _check_double_quant_against_bnb(_randn(*shape, seed=shape[0]))
+
+
+def test_double_quant_matches_bitsandbytes_on_real_weights(real_weights):
+    for w in real_weights:
+        _check_double_quant_against_bnb(w)
+
+
+def test_double_quant_constants_are_close_and_smaller():
+    w = _randn(256, 256, seed=3)
+    q, q_dq = quant.quantize_nf4(w), quant.quantize_nf4(w, double_quant=True)
+    rel = ((q_dq.block_absmax() - q.absmax).abs() / q.absmax).max()
+    assert rel < 0.01
+    assert q.nbytes() == 256 * 256 // 2 + 4 * 1024
+    assert q_dq.nbytes() == 256 * 256 // 2 + 1024 + 4 * 4 + 4
+    e = quant.quantization_error(w, quant.dequantize_nf4(q))["rel_frobenius"]
+    e_dq = quant.quantization_error(w, quant.dequantize_nf4(q_dq))["rel_frobenius"]
+    assert e_dq == pytest.approx(e, rel=0.02)
+
+
+def test_single_block_double_quant_is_exact_like_bnb():
+    w = _randn(64, seed=4)  # one block: absmax - mean = 0, 0/0 in the nested block -> code 0
+    packed, state, deq = _bnb(w, "nf4", double_quant=True)
+    q = quant.quantize_nf4(w, double_quant=True)
+    assert torch.equal(q.nested.codes, state.absmax)
+    assert torch.equal(quant.dequantize_nf4(q), deq.reshape(-1))  # bnb gives (1, 64)
+
+
+def test_bits_per_parameter():
+    b = quant.bits_per_parameter()
+    assert b["constants"] == 0.5 and b["total"] == 4.5
+    assert b["constants_dq"] == pytest.approx(8 / 64 + 32 / (64 * 256)) and b["constants_dq"] == pytest.approx(0.127, abs=5e-4)
+    assert b["total_dq"] == pytest.approx(4.127, abs=5e-4) and b["saving"] == pytest.approx(0.373, abs=5e-4)
+    assert quant.bits_per_parameter(blocksize=32)["constants"] == 1.0
+    # the measured bytes agree with the formula (up to the one fp32 offset)
+    w = _randn(64 * 256 * 4, seed=5)
+    assert quant.quantize_nf4(w).nbytes() * 8 / w.numel() == 4.5
+    assert quant.quantize_nf4(w, double_quant=True).nbytes() * 8 / w.numel() == pytest.approx(b["total_dq"],
+                                                                                             abs=1e-3)
+
+
+def test_nf4_beats_fp4_and_int4_on_normal_weights():
+    w = _randn(512, 512, seed=6)
+    err = {name: quant.quantization_error(w, deq)["rel_frobenius"] for name, deq in [
+        ("nf4", quant.dequantize_nf4(quant.quantize_nf4(w))),
+        ("fp4", quant.dequantize_4bit(quant.quantize_fp4(w))),
+        ("int4", quant.dequantize_blockwise(quant.quantize_int4(w)))]}
+    assert err["nf4"] < err["fp4"] and err["nf4"] < err["int4"]
+
+
+# --- bad input -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("bad, exc, match", [
+    (torch.tensor([1.0, float("nan")]), ValueError, "NaN"),
+    (torch.tensor([float("-inf"), 1.0]), ValueError, "Inf"),
+    (torch.zeros(0, 64), ValueError, "empty"),
+    (torch.ones(64, dtype=torch.int32), TypeError, "float32"),
+    (torch.ones(64, dtype=torch.float64), TypeError, "float32"),
+])
+def test_bad_weights(bad, exc, match):
+    with pytest.raises(exc, match=match):
+        quant.quantize_nf4(bad)
+    with pytest.raises(exc, match=match):
+        quant.quantize_fp4(bad)
+
+
+@pytest.mark.parametrize("blocksize, exc, match", [(0, ValueError, "positive"), (-64, ValueError, "positive"),
+                                                   (63, ValueError, "odd"), ("64", TypeError, "int")])
+def test_bad_blocksize(blocksize, exc, match):
+    with pytest.raises(exc, match=match):
+        quant.quantize_nf4(torch.ones(128), blocksize=blocksize)
+
+
+def test_dequantize_with_constants_of_the_wrong_shape():
+    q = quant.quantize_nf4(_randn(4, 64))
+    q.absmax = q.absmax[:3]
+    with pytest.raises(ValueError, match="absmax must be float32 of shape"):
+        quant.dequantize_nf4(q)
+    q = quant.quantize_nf4(_randn(4, 64))
+    q.absmax = q.absmax.half()
+    with pytest.raises(ValueError, match="float32"):
+        quant.dequantize_nf4(q)
+    q = quant.quantize_nf4(_randn(4, 64), double_quant=True)
+    q.nested.codes = q.nested.codes[:2]
+    with pytest.raises(ValueError, match="double-quantized"):
+        quant.dequantize_nf4(q)
+    q = quant.quantize_nf4(_randn(4, 64), double_quant=True)
+    q.nested.absmax = torch.ones(2)
+    with pytest.raises(ValueError, match="nested absmax"):
+        quant.dequantize_nf4(q)
+
+
+def test_dequantize_with_wrong_codes():
+    q = quant.quantize_nf4(_randn(4, 64))
+    q.codes = q.codes.to(torch.int8)
+    with pytest.raises(TypeError, match="uint8"):
+        quant.dequantize_nf4(q)
+    q = quant.quantize_nf4(_randn(4, 64))
+    q.codes = q.codes[:-1]
+    with pytest.raises(ValueError, match="bytes"):
+        quant.dequantize_nf4(q)
+    with pytest.raises(ValueError, match="fp4"):
+        quant.dequantize_nf4(quant.quantize_fp4(_randn(64)))
+    with pytest.raises(TypeError, match="Quant4bit"):
+        quant.dequantize_nf4(torch.ones(4))
+
+
+def test_bad_packing_input():
+    with pytest.raises(TypeError, match="uint8"):
+        quant.pack_4bit(torch.tensor([1, 2]))
+    with pytest.raises(ValueError, match="even"):
+        quant.pack_4bit(torch.tensor([1, 2, 3], dtype=torch.uint8))
+    with pytest.raises(ValueError, match="0..15"):
+        quant.pack_4bit(torch.tensor([1, 16], dtype=torch.uint8))
+
+
+def test_bad_code_table_and_double_quant_input():
+    with pytest.raises(ValueError, match="16 float32"):
+        quant.quantize_4bit(torch.ones(64), torch.linspace(-1, 1, 15))
+    with pytest.raises(TypeError, match="1-D float32"):
+        quant.double_quantize(torch.ones(4, 4))
