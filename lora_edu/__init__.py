@@ -5,6 +5,7 @@ docstring names the notebook that explains it.
 """
 
 from .config import LoraConfig
+from .io import load_adapter, save_adapter
 from .layers import LoraLinear
 from .lowrank import (
     eckart_young_error,
@@ -44,6 +45,8 @@ __all__ = [
     "truncated_svd",
     "LoraConfig",
     "LoraLinear",
+    "load_adapter",
+    "save_adapter",
     "compression_ratio",
     "find_target_modules",
     "inject_lora",

@@ -232,6 +232,7 @@ def load_model(name: str = DEFAULT_MODEL, *, dtype: torch.dtype = torch.float32,
         source = f"GGUF file {gguf.name} (package {OFFLINE_MODELS[name][0]}), now cached in {_shown(cached)}"
 
     model = model.to(dtype=dtype, device=device or "cpu").eval()
+    model.config.name_or_path = name  # not the cache folder: adapter files record the hub name, as PEFT's do
     model.loaded_from = source
     say(f"Loaded {name} from {source}.")
     return model, tokenizer

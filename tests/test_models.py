@@ -152,3 +152,9 @@ def test_cache_location_is_overridable(monkeypatch, tmp_path):
 def test_tiny_llama_has_the_real_module_names():
     names = {n.rsplit(".", 1)[-1] for n, m in models.tiny_llama().named_modules() if isinstance(m, torch.nn.Linear)}
     assert names == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "lm_head"}
+
+
+def test_the_model_is_named_by_its_hub_name_not_a_local_folder(built_cache, offline_cache):
+    _copy_cache(built_cache, offline_cache)
+    model, _ = load_model(verbose=False)
+    assert model.config.name_or_path == DEFAULT_MODEL

@@ -1,0 +1,207 @@
+"""Adapter files in PEFT's format: ``save_adapter`` and ``load_adapter``, so adapters move to and from PEFT.
+
+A LoRA adapter is small: only A and B of each adapted layer (Hu et al. 2021, arXiv 2106.09685, section 4.2:
+"we only need to store and load a very small number of task-specific parameters"). PEFT keeps one in a
+folder with two files, and so do we:
+
+- ``adapter_config.json``: the ``LoraConfig`` fields, with PEFT's names (``peft_type``, ``r``, ``lora_alpha``,
+  ``target_modules`` ...);
+- ``adapter_model.safetensors``: the tensors, keyed ``base_model.model.<module path>.lora_A.weight`` (A is
+  (r, in)) and ``....lora_B.weight`` (B is (out, r)). Safetensors only: a pickled ``.bin`` can run code when
+  loaded, so it is refused.
+
+A save is atomic: everything is written into a temporary folder next to the target, then renamed into
+place, so an interrupted save leaves the previous adapter intact. Explained in notebook 05 (merge and
+unmerge), which saves an adapter here and reloads it with PEFT.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .config import LoraConfig
+from .model import find_target_modules, inject_lora, lora_layers
+
+CONFIG_NAME = "adapter_config.json"
+WEIGHTS_NAME = "adapter_model.safetensors"
+PEFT_PREFIX = "base_model.model."  # PEFT's wrapper path (PeftModel.base_model.model) in front of every key
+# Config fields we cannot honour: PEFT's default for each; any other value is refused on load.
+UNSUPPORTED = {"use_dora": False, "fan_in_fan_out": False, "modules_to_save": None, "rank_pattern": {},
+               "alpha_pattern": {}, "layers_to_transform": None, "lora_bias": False, "bias": "none",
+               "target_parameters": None, "trainable_token_indices": None, "exclude_modules": None,
+               "layers_pattern": None}
+
+
+# --- saving -------------------------------------------------------------------------------------------
+
+
+def _stored_target_modules(model: nn.Module, names: list[str]) -> list[str]:
+    """The last parts of the wrapped names (["q_proj", "v_proj"]), as PEFT stores them, if those select
+    exactly the wrapped layers again; else the full names (e.g. when only layer 1's up_proj was adapted)."""
+    suffixes = sorted({n.rsplit(".", 1)[-1] for n in names})
+    return suffixes if find_target_modules(model, suffixes) == names else sorted(names)
+
+
+def adapter_config(model: nn.Module, base_model_name_or_path: str | None = None) -> dict:
+    """The ``adapter_config.json`` contents for the LoRA layers in ``model``, read off the layers."""
+    layers = list(lora_layers(model))
+    if not layers:
+        raise ValueError("The model has no LoRA layers, so there is no adapter to save. "
+                         "Call inject_lora(model, config) (and train) first.")
+    kinds = {(m.r, m.lora_alpha, m.use_rslora, getattr(m.lora_dropout, "p", 0.0)) for _, m in layers}
+    if len(kinds) > 1:
+        raise ValueError(f"The LoRA layers differ in (r, lora_alpha, use_rslora, lora_dropout): {sorted(kinds)}; "
+                         "one adapter_config.json describes one setting. Give every layer the same one.")
+    (r, lora_alpha, use_rslora, dropout), = kinds
+    if any(p.requires_grad for n, p in model.named_parameters() if n.endswith(".bias")):
+        warnings.warn("Some biases are trainable, but an adapter file holds only lora_A and lora_B: trained "
+                      "biases are not saved (PEFT's default bias='none' does the same).", stacklevel=3)
+    if base_model_name_or_path is None:  # as PEFT does: the name or folder the base model was loaded from
+        base_model_name_or_path = getattr(getattr(model, "config", None), "name_or_path", None) or None
+    causal_lm = type(model).__name__.endswith("ForCausalLM")
+    return {"peft_type": "LORA", "task_type": "CAUSAL_LM" if causal_lm else None,
+            "base_model_name_or_path": base_model_name_or_path, "r": r, "lora_alpha": lora_alpha,
+            "lora_dropout": dropout, "target_modules": _stored_target_modules(model, [n for n, _ in layers]),
+            "use_rslora": use_rslora, "init_lora_weights": True, "inference_mode": True,
+            "revision": None, **UNSUPPORTED}
+
+
+def save_adapter(model: nn.Module, path: str | os.PathLike, base_model_name_or_path: str | None = None) -> Path:
+    """Write the model's LoRA adapter to the folder ``path`` in PEFT's format, atomically; return the path.
+
+    ``peft.PeftModel.from_pretrained(base_model, path)`` loads it. An existing adapter folder at ``path`` is
+    replaced only once the new one is complete.
+    """
+    config = adapter_config(model, base_model_name_or_path)
+    # (r, in) and (out, r) tensors under PEFT's names, contiguous copies (safetensors refuses shared views)
+    tensors = {f"{PEFT_PREFIX}{name}.{part}.weight": getattr(layer, part).weight.detach().contiguous().clone()
+               for name, layer in lora_layers(model) for part in ("lora_A", "lora_B")}
+    path = Path(path)
+    if path.exists() and not (path.is_dir() and (not any(path.iterdir()) or (path / CONFIG_NAME).is_file())):
+        raise ValueError(f"{path} exists and is not an adapter folder (no {CONFIG_NAME}); saving would "
+                         "replace it. Pick a new folder, e.g. path / 'adapter'.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))  # same disk: rename is atomic
+    try:
+        (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        save_file(tensors, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
+        if path.exists():  # swap: old -> backup, new -> path, drop backup (restore it if the rename fails)
+            backup = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent)) / "old"
+            os.replace(path, backup)
+            try:
+                os.replace(tmp, path)
+            except OSError:
+                os.replace(backup, path)
+                raise
+            shutil.rmtree(backup.parent, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # gone already after a successful rename
+    return path
+
+
+# --- loading ------------------------------------------------------------------------------------------
+
+
+def read_adapter_config(path: Path) -> dict:
+    """Read and check ``adapter_config.json``: a LoRA adapter with only the features lora_edu has."""
+    if not path.is_dir():
+        raise FileNotFoundError(f"No adapter folder at {path}. save_adapter(model, path) or PEFT's "
+                                "save_pretrained(path) writes one.")
+    if not (path / CONFIG_NAME).is_file():
+        raise FileNotFoundError(f"{path} has no {CONFIG_NAME}, so it is not a PEFT adapter folder "
+                                f"(found: {sorted(p.name for p in path.iterdir())}).")
+    try:
+        config = json.loads((path / CONFIG_NAME).read_text())
+    except ValueError as e:
+        raise ValueError(f"{path / CONFIG_NAME} is not valid JSON ({e}); the file is corrupt. "
+                         "Save the adapter again.") from e
+    if config.get("peft_type") != "LORA":
+        raise ValueError(f"This adapter's peft_type is {config.get('peft_type')!r}; lora_edu loads LoRA "
+                         "adapters only ('LORA'). Load it with peft.PeftModel.from_pretrained instead.")
+    if config.get("use_dora"):
+        raise ValueError("This is a DoRA adapter (use_dora=true); lora_edu does not implement DoRA yet. "
+                         "Load it with peft.PeftModel.from_pretrained instead.")
+    for key, default in UNSUPPORTED.items():
+        if config.get(key, default) not in (default, None, [], {}):  # None, [], {}: "not used" too
+            raise ValueError(f"This adapter sets {key}={config[key]!r}; lora_edu supports only {key}="
+                             f"{default!r}. Load it with peft.PeftModel.from_pretrained instead.")
+    init = config.get("init_lora_weights", True)
+    if init not in (True, False, "gaussian"):  # e.g. "pissa": its base weights differ from the model's
+        raise ValueError(f"init_lora_weights={init!r}: such an adapter expects a base model changed at init "
+                         "time. Convert it to plain LoRA in PEFT (path_initial_model_for_weight_conversion).")
+    return config
+
+
+def read_adapter_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The adapter's tensors, keyed by module path (``...q_proj.lora_A.weight``, PEFT's prefix removed)."""
+    file = path / WEIGHTS_NAME
+    if not file.is_file():
+        if (path / "adapter_model.bin").is_file():
+            raise ValueError(
+                f"{path} holds a pickled adapter_model.bin; lora_edu reads safetensors only, because "
+                "unpickling a file can run any code in it. If you trust its source, convert it once: "
+                "from safetensors.torch import save_file; save_file(torch.load('adapter_model.bin', "
+                "weights_only=True), 'adapter_model.safetensors').")
+        raise FileNotFoundError(f"{path} has no {WEIGHTS_NAME}; the save was incomplete. Save it again.")
+    try:
+        tensors = load_file(str(file))
+    except (SafetensorError, OSError) as e:
+        raise ValueError(f"{file} is not a readable safetensors file ({e}); it is corrupt or truncated. "
+                         "Save the adapter again.") from e
+    return {k.removeprefix(PEFT_PREFIX): v for k, v in tensors.items()}
+
+
+def load_adapter(model: nn.Module, path: str | os.PathLike) -> nn.Module:
+    """Load a PEFT-format LoRA adapter into a plain base model (in place); return the model.
+
+    Everything is checked before the model is touched: the config, that every tensor has a layer and every
+    layer a tensor, and the shapes (A (r, in), B (out, r)). The adapters come back trainable, as after
+    ``inject_lora``.
+    """
+    path = Path(path)
+    existing = [n for n, m in model.named_modules() if hasattr(m, "lora_A")]
+    if existing:
+        raise ValueError(f"The model already has LoRA layers (e.g. {existing[0]!r}); load an adapter into a "
+                         "plain base model. Call unload(model) first, or reload the base model.")
+    config = read_adapter_config(path)
+    tensors = read_adapter_weights(path)
+    lora_config = LoraConfig(r=config["r"], lora_alpha=config["lora_alpha"],
+                             lora_dropout=config.get("lora_dropout", 0.0),
+                             target_modules=config.get("target_modules"),
+                             use_rslora=config.get("use_rslora", False), init_lora_weights=False)
+    names = find_target_modules(model, lora_config.target_modules)
+    expected = {f"{n}.{part}.weight" for n in names for part in ("lora_A", "lora_B")}
+    missing, unexpected = sorted(expected - tensors.keys()), sorted(tensors.keys() - expected)
+    if missing or unexpected:
+        raise ValueError(f"The adapter's tensors do not match this model's target layers "
+                         f"(target_modules={lora_config.target_modules!r}): {len(missing)} missing "
+                         f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]}). "
+                         "Was it saved for another model architecture?")
+    r = lora_config.r
+    for name in names:
+        base = model.get_submodule(name)
+        in_f, out_f = getattr(base, "in_features", None), getattr(base, "out_features", None)
+        for part, shape in (("lora_A", (r, in_f)), ("lora_B", (out_f, r))):
+            got = tuple(tensors[f"{name}.{part}.weight"].shape)
+            if got != shape:
+                raise ValueError(f"Shape mismatch at {name}.{part}.weight: the adapter has {got}, this model "
+                                 f"with r={r} needs {shape}. The adapter was made for another base model, or "
+                                 "its config's r disagrees with its tensors.")
+    inject_lora(model, lora_config)
+    with torch.no_grad():
+        for name, layer in lora_layers(model):
+            for part in ("lora_A", "lora_B"):
+                getattr(layer, part).weight.copy_(tensors[f"{name}.{part}.weight"])  # to the adapter dtype
+    return model
