@@ -8,11 +8,11 @@ negative codes too), costs 8/64 + 32/(64*256) ~= 0.127 bits per weight.
 
 The 8-bit code is bitsandbytes' signed *dynamic* map (``create_dynamic_map``: one sign, a run of zeros
 that picks the power of ten, then a linear fraction; Dettmers 2015, arXiv 1511.04561), not FP8: the
-paper's "8-bit Floats" means this map. The steps mirror ``bitsandbytes.functional.quantize_4bit(...,
-compress_statistics=True)`` on the CPU (0.50.2): the offset and the nested absmax are bit for bit the same,
-and so is every code except about 1 in 600, where bitsandbytes' C binary search (BinSearch "Direct2") does
-not land on the nearest map value; ours always takes the nearest, so its error is never larger. Where the
-codes agree, so do the dequantized weights (tests/test_quant_nf4.py).
+paper's "8-bit Floats" means this map. ``double_quantize`` mirrors ``bitsandbytes.functional.quantize_4bit(...,
+compress_statistics=True)`` on the CPU (0.50.2) bit for bit: the offset, the nested absmax, every code
+(``bnb_cpu_search`` ports bitsandbytes' lookup table) and so the dequantized weights (tests/test_quant_nf4.py).
+``match_bitsandbytes=False`` takes the exactly nearest map value instead (``nearest_index``), the teaching
+version: it differs in about 1 code in 600 and its error is never larger.
 """
 
 from __future__ import annotations
@@ -41,16 +41,38 @@ def dynamic_map() -> torch.Tensor:
 
 
 def nearest_index(values: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
-    """The index of the nearest entry of the sorted ``code`` for each value (a tie goes to the left).
+    """The index of the exactly nearest entry of the sorted ``code`` for each value (a tie goes left).
 
-    As bitsandbytes' CPU kernel does: find the left neighbour by binary search, move right only if that is
-    strictly closer. A NaN (0/0 in a block of zeros) gets code 0, as there; its scale is 0, so any code
-    decodes to 0.
+    Find the left neighbour by binary search, move right only if that is strictly closer. A NaN (0/0 in a
+    block of zeros) gets code 0; its scale is 0, so any code decodes to 0.
     """
     left = (torch.searchsorted(code, values, right=True) - 1).clamp(0, code.numel() - 2)
     closer_right = (values - code[left + 1]).abs() < (values - code[left]).abs()
     index = left + closer_right.long()
     return torch.where(values.isnan(), 0, index).to(torch.uint8)
+
+
+LUT_SIZE = 65536  # bitsandbytes' kLUTSize: the grid points over [-1, 1]
+
+
+def bnb_cpu_search(code: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The code index bitsandbytes' CPU kernel picks for each ``x`` in [-1, 1]: a lookup table, not a search.
+
+    A port of ``build_quantize_lut`` / ``norm_to_lut_index`` in bitsandbytes' csrc/cpu_ops.cpp (0.50.2;
+    earlier releases searched with BinSearch's "Direct2" in csrc/common.cpp instead), in fp32 as there:
+      1. table: 65536 evenly spaced grid points g_i = -1 + 2i/65535; each gets the index of the nearest
+         code value (the number of midpoints between neighbouring codes that lie below g_i);
+      2. lookup: round x to its grid point, i = trunc(((x + 1) * 0.5) * 65535 + 0.5), and read the table.
+    So x is first moved by up to half a grid step (2/65535 / 2 ~ 1.5e-5). Two ways that misses the nearest
+    code: x within that distance of a midpoint can land on the far side of it, and near 0, where the
+    dynamic map's values are closer together than one grid step, some codes can never be chosen at all
+    (the 7 within 7.75e-6 of 0, 0 itself included: 0.0 is stored as 2.125e-5). ``x`` must be finite.
+    """
+    midpoints = (code[:-1] + code[1:]) * 0.5  # (255,) fp32
+    grid = -1.0 + torch.arange(LUT_SIZE, dtype=torch.float32) * 2 / (LUT_SIZE - 1)  # (65536,) fp32
+    table = torch.searchsorted(midpoints, grid)  # count of midpoints < g_i (strictly below)
+    i = (x.float().clamp(-1, 1) + 1) * 0.5 * (LUT_SIZE - 1) + 0.5  # fp32, as in the C code
+    return table[i.long()].to(torch.uint8)  # .long() truncates toward zero, like the C cast
 
 
 @dataclass
@@ -71,8 +93,14 @@ class NestedAbsmax:
         return self.codes.numel() + 4 * self.absmax.numel() + 4  # uint8 codes, fp32 absmax, fp32 offset
 
 
-def double_quantize(absmax: torch.Tensor, blocksize: int = NESTED_BLOCKSIZE) -> NestedAbsmax:
-    """Quantize the fp32 block constants ``absmax`` (n_blocks,): subtract the mean, then 8-bit blockwise."""
+def double_quantize(absmax: torch.Tensor, blocksize: int = NESTED_BLOCKSIZE,
+                    match_bitsandbytes: bool = True) -> NestedAbsmax:
+    """Quantize the fp32 block constants ``absmax`` (n_blocks,): subtract the mean, then 8-bit blockwise.
+
+    ``match_bitsandbytes=True`` picks each code as bitsandbytes' CPU kernel does (``bnb_cpu_search``), so
+    the result equals its ``quantize_4bit(..., compress_statistics=True)``; ``False`` picks the exactly
+    nearest map value (``nearest_index``), which differs in about 1 code in 600 and is never farther off.
+    """
     check_blocksize(blocksize)
     if not torch.is_tensor(absmax) or absmax.dtype != torch.float32 or absmax.ndim != 1:
         raise TypeError(f"absmax must be a 1-D float32 tensor (one constant per block), got "
@@ -81,9 +109,11 @@ def double_quantize(absmax: torch.Tensor, blocksize: int = NESTED_BLOCKSIZE) -> 
     offset = absmax.mean()  # every absmax is > 0: centring lets the codes use both signs
     blocks = to_blocks(absmax - offset, blocksize)  # (n_nested, blocksize), zero padded
     scale = blocks.abs().amax(dim=1)  # (n_nested,)
-    normed = blocks / scale[:, None]  # in [-1, 1]; bitsandbytes divides here (0/0 -> NaN -> code 0)
-    codes = nearest_index(normed, dynamic_map()).reshape(-1)[: absmax.numel()]
-    return NestedAbsmax(codes, scale, offset, blocksize)
+    normed = blocks * (1.0 / scale)[:, None]  # in [-1, 1]; bitsandbytes multiplies by the reciprocal too
+    normed, code = normed.nan_to_num(0.0), dynamic_map()  # 0 * inf = NaN in a block of zeros: fixed below
+    codes = bnb_cpu_search(code, normed) if match_bitsandbytes else nearest_index(normed, code)
+    codes[scale == 0] = 0  # a block of zeros (e.g. a single block: absmax - mean = 0): code 0, as bnb
+    return NestedAbsmax(codes.reshape(-1)[: absmax.numel()], scale, offset, blocksize)
 
 
 def double_dequantize(nested: NestedAbsmax) -> torch.Tensor:
