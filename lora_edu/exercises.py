@@ -145,3 +145,163 @@ def check_subspace_phi(answer) -> Check:
     return check_value("01.5 subspace similarity", answer, expected,
                        hint="||U_A^T U_B||_F^2 counts the shared directions (each contributes 1); "
                             "divide by min(i, j).")
+
+# --- notebook 02 ---
+# Checkers for notebooks/02_lora_layer.ipynb. SmolLM2-135M: hidden size 576, MLP 1536, 30 decoder layers;
+# q_proj is 576 -> 576 and v_proj 576 -> 192 (grouped-query attention: 3 key/value heads of 64).
+
+def lora_forward_reference(x, W0, A, B, scaling):
+    """h = x W0^T + scaling * (x A^T) B^T, with A (r, in) and B (out, r) as PEFT stores them."""
+    return x @ W0.T + (x @ A.T @ B.T) * scaling  # (..., in) -> (..., r) -> (..., out)
+
+
+def _lora_forward_inputs() -> list[tuple]:
+    """Fixed-seed (x, W0, A, B, scaling) cases: odd shapes, a 3-d batch, and scalings other than 1."""
+    g = torch.Generator().manual_seed(2)
+    cases = []
+    shapes = [((4, 6), 5, 2, 2.0), ((2, 3, 7), 4, 3, 0.5), ((1, 9), 9, 1, 16.0)]  # (x, out, r, scaling)
+    for x_shape, out_features, r, scaling in shapes:
+        in_features = x_shape[-1]
+        cases.append((torch.randn(*x_shape, generator=g), torch.randn(out_features, in_features, generator=g),
+                      torch.randn(r, in_features, generator=g), torch.randn(out_features, r, generator=g),
+                      scaling))
+    return cases
+
+
+def check_lora_forward(fn) -> Check:
+    """Exercise 02.1: ``fn(x, W0, A, B, scaling)`` computes a LoRA layer's output (no bias, no dropout)."""
+    return check_function("02.1 LoRA forward", fn, lora_forward_reference, _lora_forward_inputs(),
+                          hint="the frozen path x @ W0.T plus the LoRA path x @ A.T @ B.T times scaling; "
+                               "A is (r, in) and B is (out, r), so both need a transpose.", atol=1e-4)
+
+
+def check_trainable_parameters(answer) -> Check:
+    """Exercise 02.2: trainable numbers of r=16 on q_proj and v_proj in all 30 SmolLM2-135M layers."""
+    r, layers = 16, 30
+    expected = layers * r * ((576 + 576) + (576 + 192))  # q_proj (576 -> 576), v_proj (576 -> 192)
+    return check_value("02.2 trainable parameters", answer, expected,
+                       hint="each adapted matrix trains r * (in + out); v_proj is 576 -> 192, "
+                            "not 576 -> 576; add q_proj and v_proj, then multiply by the 30 layers.")
+
+
+def check_scaling(answer) -> Check:
+    """Exercise 02.3: (standard, rsLoRA) scaling for r = 64 and lora_alpha = 16."""
+    return check_value("02.3 scaling", answer, (16 / 64, 16 / 8),
+                       hint="standard: lora_alpha / r; rsLoRA: lora_alpha / sqrt(r). "
+                            "Answer a tuple (standard, rslora).")
+
+
+def check_compression(answer) -> Check:
+    """Exercise 02.4: how many times fewer numbers r=16 trains than full fine-tuning of gate_proj."""
+    in_features, out_features, r = 576, 1536, 16
+    expected = in_features * out_features / (r * (in_features + out_features))
+    return check_value("02.4 compression ratio", answer, expected, rtol=1e-3,
+                       hint="full fine-tuning trains in * out numbers; LoRA trains r * (in + out); "
+                            "divide the first by the second.")
+
+
+# --- notebook 03 ---
+# Checkers for notebooks/03_lora_toy_task.ipynb. Each problem's data is stated in the notebook and here.
+
+EX03_SINGULAR_VALUES = (5.0, 3.0, 2.0, 1.0)  # exercise 03.1: the planted update's singular values
+
+
+def check_toy_loss_floor(answer) -> Check:
+    """Exercise 03.1: the lowest expected loss of LoRA with r = 2 when delta_W* has EX03_SINGULAR_VALUES."""
+    expected = sum(s**2 for s in EX03_SINGULAR_VALUES[2:])
+    return check_value("03.1 loss floor", answer, expected, rtol=1e-4,
+                       hint="the expected loss is the squared distance ||delta_W* - delta_W||_F^2; the best "
+                            "rank-2 update keeps the 2 largest singular values; add the squares of the rest.")
+
+
+def check_toy_scaling(answer) -> Check:
+    """Exercise 03.2: (standard, rsLoRA) scaling for r = 16 and lora_alpha = 32."""
+    return check_value("03.2 scaling", answer, (32 / 16, 32 / 4),
+                       hint="standard: lora_alpha / r; rsLoRA: lora_alpha / sqrt(r). "
+                            "Answer a tuple (standard, rslora).")
+
+
+def check_toy_lora_parameters(answer) -> Check:
+    """Exercise 03.3: trainable numbers of LoRA with r = 8 on the toy's 64 -> 64 layer."""
+    return check_value("03.3 trainable parameters", answer, 8 * (64 + 64),
+                       hint="A is (r, in) and B is (out, r); W0 is frozen and does not count.")
+
+
+def check_alpha_equivalence(answer) -> Check:
+    """Exercise 03.4: lora_alpha is multiplied by 4. By what (lr factor, A-init factor) does a run with the
+    old alpha have to be changed to follow exactly the same loss curve under Adam?"""
+    return check_value("03.4 alpha as a learning rate", answer, (2.0, 2.0),
+                       hint="write B A * c*s as (sqrt(c) B)(sqrt(c) A) * s; Adam moves every entry by about "
+                            "lr whatever the gradient's size, so each factor's steps must grow by sqrt(c).")
+
+# --- notebook 06 ---
+# Checkers for notebooks/06_quantization.ipynb. Each problem's data is stated in the notebook and here.
+
+EX06_BLOCK = (0.5, -1.27, 0.02, 0.9)  # exercise 06.1: a block to quantize by hand with absmax int8
+EX06_NF4_ABSMAX, EX06_NF4_WEIGHT = 2.0, 0.6  # exercise 06.3: a weight and its block's absmax
+EX06_PACK = (3, 12)  # exercise 06.5: two 4-bit codes, in order
+
+
+def check_absmax_codes(answer) -> Check:
+    """Exercise 06.1: the int8 codes of ``EX06_BLOCK`` with one absmax scale (scale = absmax / 127)."""
+    from .quant import quantize_absmax
+
+    codes, _ = quantize_absmax(torch.tensor(EX06_BLOCK))
+    return check_value("06.1 absmax int8 codes", answer, codes.float(),
+                       hint="scale = max |x| / 127; each code is round(x / scale). Answer the 4 codes as a "
+                            "tuple of ints, in order.")
+
+
+def _fake_quant_int8(x: torch.Tensor) -> torch.Tensor:
+    from .quant import dequantize_absmax, quantize_absmax
+
+    return dequantize_absmax(*quantize_absmax(x))
+
+
+def check_fake_quant_int8(fn) -> Check:
+    """Exercise 06.2: ``fn(x)`` = x quantized to int8 with one absmax scale, then dequantized (fp32)."""
+    g = torch.Generator().manual_seed(6)
+    inputs = [(torch.randn(8, 16, generator=g),), (torch.randn(100, generator=g) * 0.02,),
+              (torch.tensor([0.5, -1.27, 0.02, 0.9]),), (torch.tensor([[3.0, -0.001], [0.25, 0.0]]),)]
+    return check_function("06.2 absmax int8 round trip", fn, _fake_quant_int8, inputs, atol=1e-6,
+                          hint="scale = x.abs().max() / 127; return torch.round(x / scale) * scale.")
+
+
+def check_nf4_index(answer) -> Check:
+    """Exercise 06.3: the NF4 code (0..15) of ``EX06_NF4_WEIGHT`` in a block whose absmax is ``EX06_NF4_ABSMAX``."""
+    from .nf4 import nearest_code
+    from .quant import nf4_code
+
+    expected = int(nearest_code(torch.tensor([EX06_NF4_WEIGHT / EX06_NF4_ABSMAX]), nf4_code())[0])
+    return check_value("06.3 NF4 code index", answer, expected,
+                       hint="divide by the block's absmax, then find the nearest of the 16 values in "
+                            "quant.nf4_code(); the code is its index (0 is -1.0, 7 is 0.0, 15 is 1.0).")
+
+
+def check_bits_per_parameter(answer) -> Check:
+    """Exercise 06.4: (bits per weight without, with double quantization) for NF4 with blocks of 128."""
+    from .quant import bits_per_parameter
+
+    bits = bits_per_parameter(blocksize=128)
+    return check_value("06.4 bits per parameter", answer, (bits["total"], bits["total_dq"]), rtol=1e-4,
+                       hint="4 bits of code, plus 32 bits of fp32 absmax per 128 weights; with double "
+                            "quantization, 8 bits per 128 weights plus 32 bits per 128 * 256 weights. "
+                            "Answer a tuple (without, with).")
+
+
+def check_packed_byte(answer) -> Check:
+    """Exercise 06.5: the byte (0..255) holding the codes ``EX06_PACK`` in bitsandbytes' order."""
+    from .quant import pack_4bit
+
+    expected = int(pack_4bit(torch.tensor(EX06_PACK, dtype=torch.uint8))[0])
+    return check_value("06.5 packed byte", answer, expected,
+                       hint="bitsandbytes puts the first code in the high nibble: first * 16 + second.")
+
+
+def check_q4_1_bits(answer) -> Check:
+    """Exercise 06.6: the bits per weight of llama.cpp's Q4_1 (the format of the GGUF file)."""
+    from .quant import BLOCK_BYTES, QK4_1
+
+    return check_value("06.6 Q4_1 bits per weight", answer, BLOCK_BYTES * 8 / QK4_1,
+                       hint="a block of 32 weights stores an fp16 scale, an fp16 minimum and 32 4-bit codes; "
+                            "count its bytes, times 8, divided by 32.")

@@ -157,3 +157,374 @@ def plot_similarity_grids(grids: dict, side: str = "right"):
         fig.colorbar(im, ax=axes[0].tolist(), label=rf"$\phi(i, j)$ ({side} singular vectors)")
     plt.show()
     return fig
+
+# --- notebook 02 ---
+# Figures for notebooks/02_lora_layer.ipynb: initialisations of A, scaling against r, an update's effect.
+
+def plot_init_distributions(samples: dict, bound: float | None = None, bins: int = 80, ax=None):
+    """Histograms (as densities) of the entries of each ``label -> tensor`` in ``samples``, on one axis.
+
+    ``bound`` draws dotted lines at +-bound: kaiming-uniform with a = sqrt(5) draws A from U(-bound, bound)
+    with bound = 1/sqrt(in_features). Returns the figure.
+    """
+    import torch
+
+    with style():
+        if ax is None:
+            _, ax = plt.subplots(figsize=(11, 3.8))
+        for label, values in samples.items():
+            values = torch.as_tensor(values).detach().flatten().double()
+            ax.hist(values.numpy(), bins=bins, density=True, histtype="stepfilled", alpha=0.5,
+                    label=f"{label}: std {values.std():.3g}")
+        if bound is not None:
+            for x in (-bound, bound):
+                ax.axvline(x, color="k", ls=":", lw=1)
+            ax.plot([], [], "k:", lw=1, label=f"$\\pm 1/\\sqrt{{in}}$ = $\\pm${bound:.3g}")
+        ax.set_xlabel("value of an entry of A")
+        ax.set_ylabel("density")
+        ax.set_title("Initial entries of lora_A.weight (B starts at zero either way)")
+        ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        ax.figure.tight_layout()
+    return ax.figure
+
+
+def plot_scaling(lora_alpha: float, ranks, change: dict | None = None, mark_r: int | None = None):
+    """Left: ``scaling`` against r for lora_alpha/r and rsLoRA's lora_alpha/sqrt(r) (log-log axes).
+
+    ``change`` (optional) maps a label to values, one per rank, drawn in a second panel: for example the
+    median relative change of a layer's outputs that a fixed-size random update causes under each rule.
+    ``mark_r`` puts a dot on each curve at that rank. Returns the figure.
+    """
+    import math
+
+    ranks = [int(r) for r in ranks]
+    rules = {r"standard: $\alpha / r$": [lora_alpha / r for r in ranks],
+             r"rsLoRA: $\alpha / \sqrt{r}$": [lora_alpha / math.sqrt(r) for r in ranks]}
+    with style():
+        fig, axes = plt.subplots(1, 2 if change else 1, figsize=(12 if change else 6.5, 4), squeeze=False)
+        ax = axes[0, 0]
+        for i, (label, values) in enumerate(rules.items()):
+            ax.plot(ranks, values, "o-", color=f"C{i}", label=label)
+            if mark_r is not None:
+                s = lora_alpha / mark_r if i == 0 else lora_alpha / math.sqrt(mark_r)
+                ax.plot([mark_r], [s], "o", ms=11, mfc="none", color="C3")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log", base=2)
+        ax.set_xticks(ranks, [str(r) for r in ranks])
+        ax.set_xlabel("rank r")
+        ax.set_ylabel("scaling")
+        ax.set_title(f"scaling at lora_alpha = {lora_alpha:g}")
+        ax.legend()
+        if change:
+            ax = axes[0, 1]
+            for i, (label, values) in enumerate(change.items()):
+                ax.plot(ranks, [float(v) for v in values], "o-", color=f"C{i}", label=label)
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(ranks, [str(r) for r in ranks])
+            ax.set_xlabel("rank r")
+            ax.set_ylabel(r"median $\|\Delta h\| / \|h\|$ per token")
+            ax.set_title("what a random update of fixed entry size does")
+            ax.set_ylim(bottom=0)
+            ax.legend()
+        fig.tight_layout()
+    return fig
+
+
+def plot_output_change(h, delta_h, title: str = "", max_points: int = 4000, seed: int = 0):
+    """Two panels for a batch of a layer's outputs: adapted against base, and the per-token change.
+
+    ``h`` is the base output W0 x, ``delta_h`` the LoRA path's output scaling * B A x, both (tokens, out).
+    Left: a scatter of ``h + delta_h`` against ``h`` for up to ``max_points`` random entries (points on the
+    diagonal mean "unchanged"; the axes show the central 99.5% of the base outputs, so that a few very
+    large entries do not squash the cloud). Right: a histogram of ||delta_h|| / ||h|| per token.
+    Returns the figure.
+    """
+    import torch
+
+    h, delta_h = torch.as_tensor(h).detach().flatten(0, -2), torch.as_tensor(delta_h).detach().flatten(0, -2)
+    if h.shape != delta_h.shape:
+        raise ValueError(f"h and delta_h must have the same shape (tokens, out); got {tuple(h.shape)} and "
+                         f"{tuple(delta_h.shape)}. Pass base_layer(x) and the LoRA path's output, same x.")
+    g = torch.Generator().manual_seed(seed)
+    pick = torch.randperm(h.numel(), generator=g)[:max_points]
+    base, adapted = h.flatten()[pick], (h + delta_h).flatten()[pick]
+    rel = delta_h.norm(dim=-1) / h.norm(dim=-1).clamp_min(1e-12)  # (tokens,)
+    with style():
+        fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+        ax = axes[0]
+        lim = float(torch.quantile(base.abs().double(), 0.995)) * 1.1  # zoom on the bulk
+        ax.plot([-lim, lim], [-lim, lim], color="gray", lw=1, label="unchanged (y = x)")
+        ax.scatter(base, adapted, s=3, alpha=0.4, color="C0", label=f"{len(pick):,} random output entries")
+        ax.set_xlim(-lim, lim)
+        ax.set_ylim(-lim, lim)
+        ax.set_aspect("equal")
+        ax.set_xlabel(r"base output $W_0 x$")
+        ax.set_ylabel(r"adapted output $W_0 x + \Delta h$")
+        ax.legend(loc="upper left", fontsize=9)
+        ax = axes[1]
+        spread = float(rel.max() - rel.min()) > 1e-6 * float(rel.max())  # False when all equal (B = 0)
+        ax.hist(rel.double().numpy(), bins=30 if spread else 1, color="C1")
+        ax.axvline(float(rel.median()), color="k", ls="--", label=f"median {float(rel.median()):.3g}")
+        ax.set_xlabel(r"$\|\Delta h\| / \|h\|$ per token")
+        ax.set_ylabel("tokens")
+        ax.set_xlim(left=0)
+        ax.legend()
+        fig.suptitle(title)
+        fig.tight_layout()
+    return fig
+
+
+# --- memory (notebook 07) ---
+# The training-memory calculator (lora_edu/memory.py) as stacked bars: full fine-tuning, LoRA, QLoRA.
+
+MEMORY_COLORS = ("C0", "C2", "C1", "C4", "C3", "C7")  # one per MemoryBreakdown.PARTS entry
+
+
+def plot_training_memory(n_params: float, trainable_fraction: float = 0.01, weight_bits: int = 16,
+                         optimizer: str = "adamw", activations_gb: float = 0.0, gpu_gb: float | None = None,
+                         ax=None):
+    """Stacked bars of training memory in GB (1e9 bytes): full fine-tuning, LoRA, QLoRA; returns the Figure.
+
+    One segment per ``MemoryBreakdown.PARTS`` (weights, LoRA weights, gradients, master weights, optimizer
+    states, activations). Full fine-tuning and LoRA keep the base in ``weight_bits``; QLoRA in NF4 with
+    double quantization and bf16 LoRA. LoRA and QLoRA train ``trainable_fraction`` of ``n_params``; all
+    three get the same ``activations_gb`` (an input, not an estimate). ``gpu_gb`` draws a dashed line.
+    """
+    import numpy as np
+
+    from .memory import GB, MemoryBreakdown, training_memory
+
+    common = dict(optimizer=optimizer, activations_bytes=activations_gb * GB)
+    bars = {"full fine-tuning": training_memory(n_params, "full", weight_bits=weight_bits, **common),
+            "LoRA": training_memory(n_params, "lora", weight_bits=weight_bits,
+                                    trainable_fraction=trainable_fraction, **common),
+            "QLoRA (NF4 + DQ)": training_memory(n_params, "qlora", trainable_fraction=trainable_fraction,
+                                                **common)}
+    with style():
+        if ax is None:
+            _, ax = plt.subplots(figsize=(8, 4.5))
+        x, bottom = np.arange(len(bars)), np.zeros(len(bars))
+        parts = zip(MemoryBreakdown.PARTS, MemoryBreakdown.LABELS, MEMORY_COLORS, strict=True)
+        for part, label, color in parts:
+            height = np.array([getattr(b, part) / GB for b in bars.values()])
+            ax.bar(x, height, bottom=bottom, width=0.6, label=label, color=color)
+            bottom += height
+        for xi, total in zip(x, bottom, strict=True):
+            ax.annotate(f"{total:,.1f} GB", (xi, total), ha="center", va="bottom", fontsize=10,
+                        xytext=(0, 2), textcoords="offset points")
+        if gpu_gb is not None:
+            ax.axhline(gpu_gb, color="k", ls="--", lw=1, label=f"a {gpu_gb:g} GB GPU")
+        ax.set_xticks(x, list(bars))
+        ax.set_ylabel("memory (GB = 1e9 bytes)")
+        ax.set_ylim(0, max(bottom.max(), gpu_gb or 0) * 1.12)
+        ax.set_title(f"Training memory, {n_params / 1e9:g}B parameters (full and LoRA: {weight_bits}-bit base; "
+                     f"LoRA trains {trainable_fraction:.2%}; {optimizer})", fontsize=10)
+        ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5))
+        ax.figure.tight_layout()
+    plt.show()
+    return ax.figure
+
+
+# --- notebook 03 ---
+# Figures for notebooks/03_lora_toy_task.ipynb: loss curves with the Eckart-Young floor, learned against
+# planted singular values, and the live rank/alpha slider figure (it retrains in a fraction of a second).
+
+def plot_loss_curves(curves: dict, floors: dict | None = None, ax=None,
+                     title: str = "Expected loss during training",
+                     ylabel: str = r"expected loss $\|\Delta W^* - \Delta W\|_F^2$",
+                     styles: dict | None = None):
+    """One log-scale line per ``label -> losses`` (index = step); ``floors`` maps a label to a dotted floor.
+
+    Losses are clipped at 1e-12 so an exact zero still shows. ``styles`` maps a label to plot kwargs.
+    """
+    import torch
+
+    with style():
+        if ax is None:
+            _, ax = plt.subplots(figsize=(8, 4))
+        for label, losses in curves.items():
+            y = torch.as_tensor(losses).double().clamp_min(1e-12)
+            (line,) = ax.semilogy(range(len(y)), y, label=label, **(styles or {}).get(label, {}))
+            floor = (floors or {}).get(label)
+            if floor:  # a zero floor cannot be drawn on a log axis
+                ax.axhline(floor, color=line.get_color(), ls=":", lw=1.5)
+        if floors and any(floors.values()):
+            ax.plot([], [], color="gray", ls=":", label="Eckart-Young floor (predicted)")
+        ax.set_xlabel("training step")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.legend(fontsize=9)
+    return ax
+
+
+def plot_singular_values(planted, learned: dict, n: int | None = None, ax=None,
+                         title: str = "Singular values: learned update against planted"):
+    """Grouped bars: the planted singular values, then the top ``n`` of each ``label -> learned update``.
+
+    ``planted`` is a 1-D tensor (k,); each learned entry is an (out, in) matrix (its singular values are
+    computed here) or a 1-D tensor of singular values.
+    """
+    import torch
+
+    planted = torch.as_tensor(planted).double()
+    spectra = {label: (torch.linalg.svdvals(torch.as_tensor(M).double()) if torch.as_tensor(M).ndim == 2
+                       else torch.as_tensor(M).double()) for label, M in learned.items()}
+    n = n or max(len(planted) + 2, 6)
+    width = 0.8 / (1 + len(spectra))
+    idx = torch.arange(1, n + 1, dtype=torch.float64)
+    with style():
+        if ax is None:
+            _, ax = plt.subplots(figsize=(8, 3.8))
+        padded = torch.zeros(n, dtype=torch.float64)
+        padded[:min(n, len(planted))] = planted[:n]
+        ax.bar((idx - 0.4 + width / 2).tolist(), padded.tolist(), width, color="k", alpha=0.75,
+               label=r"planted $\Delta W^*$")
+        for t, (label, S) in enumerate(spectra.items(), start=1):
+            x = (idx - 0.4 + width * (t + 0.5))[:len(S[:n])]  # a learned spectrum may be shorter than n
+            ax.bar(x.tolist(), S[:n].tolist(), width, label=label, color=f"C{t - 1}")
+        ax.set_xticks(idx.tolist())
+        ax.set_xlabel("index i (largest first)")
+        ax.set_ylabel(r"$\sigma_i$")
+        ax.set_title(title)
+        ax.legend(fontsize=9)
+    return ax
+
+
+def plot_toy_run(r: int = 4, lora_alpha: float = 8.0, use_rslora: bool = False, lr: float = 1e-2,
+                 steps: int = 300, task=None):
+    """The slider figure: train LoRA on the toy task (a fraction of a second), then show the loss curve
+    against its Eckart-Young floor and the learned singular values against the planted ones."""
+    from .toy import make_toy_task, train_lora_on_toy
+
+    task = make_toy_task() if task is None else task
+    run = train_lora_on_toy(r, lora_alpha, steps=steps, lr=lr, use_rslora=use_rslora, task=task)
+    floor = task.loss_floor(r)
+    rule = r"$\alpha/\sqrt{r}$" if use_rslora else r"$\alpha/r$"
+    with style():
+        fig, axes = plt.subplots(1, 2, figsize=(13, 3.8))
+        label = f"r={r}, alpha={lora_alpha:g}, scaling {rule} = {run.scaling:.3g}"
+        plot_loss_curves({label: run.expected_losses}, {label: floor}, ax=axes[0],
+                         title=f"final loss {run.final_loss:.3g}, floor {floor:.3g} ({run.seconds:.2f} s)")
+        plot_singular_values(task.singular_values, {f"learned, r={r}": run.delta}, n=max(task.k + 2, 6),
+                             ax=axes[1], title="singular values of the update")
+        fig.tight_layout()
+    plt.show()
+    return fig
+
+# --- notebook 06 ---
+# Figures for notebooks/06_quantization.ipynb: a weight's histogram with its outliers, the 16 values of the
+# 4-bit formats over real weights, per-format errors, and the error-against-memory slider.
+
+def plot_weight_histogram(weight, name: str = "weight", ax=None, bins: int = 201):
+    """Histogram of ``weight``'s values, log counts, with its absmax (dashed) and its std (dotted) marked.
+
+    With one scale per tensor (absmax int8), the dashed lines are codes -127 and 127; when they sit far
+    outside the bulk, most of the 255 codes fall where almost no weight is.
+    """
+    import torch
+
+    w = torch.as_tensor(weight).detach().float().reshape(-1)
+    if w.numel() == 0:
+        raise ValueError("weight is empty; nothing to draw. Fix: pass a layer's weight, e.g. layer.weight.")
+    absmax, std, median = float(w.abs().max()), float(w.std()), float(w.abs().median())
+    with style():
+        if ax is None:
+            _, ax = plt.subplots(figsize=(8, 3.6))
+        ax.hist(w.numpy(), bins=bins, color="C0", log=True)
+        for sign in (-1, 1):
+            ax.axvline(sign * absmax, color="C3", ls="--", label="absmax (per-tensor int8 codes ±127)" if sign > 0 else None)
+            ax.axvline(sign * std, color="k", ls=":", label="± std (where most weights are)" if sign > 0 else None)
+        ax.set_xlabel("weight value")
+        ax.set_ylabel("count (log scale)")
+        ax.set_title(f"{name}: max |w| = {absmax:.3g} is {absmax / median:.0f}x the median |w| ({median:.3g})",
+                     fontsize=10)
+        ax.legend(fontsize=9)
+    return ax
+
+
+def plot_code_values(codes: dict, sample=None, title: str = "The 16 values of each 4-bit format"):
+    """Each format's values (``label -> 16 numbers in [-1, 1]``) as a row of dots; above them, if given, a
+    histogram of ``sample`` (weights divided by their block's absmax, so also in [-1, 1]).
+
+    A format serves the weights well when its values are dense where the histogram is high.
+    """
+    import torch
+
+    rows = {}
+    for label, values in codes.items():
+        v = torch.as_tensor(values).detach().double().reshape(-1)
+        if v.numel() < 2 or not torch.isfinite(v).all():
+            raise ValueError(f"codes[{label!r}] must hold at least 2 finite values, got {v.tolist()}. "
+                             "Fix: pass the table, e.g. quant.nf4_code() (drop an infinite end first).")
+        rows[label] = v
+    with style():
+        n_top = 0 if sample is None else 1
+        fig, axes = plt.subplots(n_top + 1, 1, figsize=(9, 1.9 + 0.45 * len(rows) + 2.2 * n_top), sharex=True,
+                                 gridspec_kw=dict(height_ratios=[2.2] * n_top + [0.45 * len(rows) + 0.6]),
+                                 squeeze=False)
+        axes = axes[:, 0]
+        if sample is not None:
+            s = torch.as_tensor(sample).detach().float().reshape(-1).numpy()
+            axes[0].hist(s, bins=161, range=(-1, 1), color="0.6")
+            axes[0].set_ylabel("weights")
+            axes[0].set_title(title)
+        ax = axes[-1]
+        for i, v in enumerate(rows.values()):
+            ax.plot(v.numpy(), [len(rows) - 1 - i] * v.numel(), "o", color=f"C{i}", ms=6)  # first row on top
+        ax.set_yticks(range(len(rows)), list(rows)[::-1])
+        ax.set_ylim(-0.6, len(rows) - 0.4)
+        ax.set_xlabel("value (after dividing by the block's absmax)")
+        if sample is None:
+            ax.set_title(title)
+        fig.tight_layout()
+    return fig
+
+
+def plot_format_errors(errors: dict, ax=None, ylabel: str = r"relative error $\|\hat W - W\|_F / \|W\|_F$",
+                       title: str = "Quantization error by layer type"):
+    """Grouped bars: ``errors[format][group]`` (e.g. ``{"NF4": {"q_proj": 0.09, ...}, ...}``), one colour per format."""
+    formats = list(errors)
+    if not formats:
+        raise ValueError("errors is empty. Fix: pass {format: {group: error}}.")
+    groups = list(errors[formats[0]])
+    for f in formats:
+        if list(errors[f]) != groups:
+            raise ValueError(f"errors[{f!r}] has groups {list(errors[f])}, but errors[{formats[0]!r}] has "
+                             f"{groups}. Fix: give every format the same groups, in the same order.")
+    width = 0.8 / len(formats)
+    with style():
+        if ax is None:
+            _, ax = plt.subplots(figsize=(9, 3.8))
+        for i, f in enumerate(formats):
+            xs = [g + (i - (len(formats) - 1) / 2) * width for g in range(len(groups))]
+            ax.bar(xs, [float(errors[f][g]) for g in groups], width=width, label=f, color=f"C{i}")
+        ax.set_xticks(range(len(groups)), groups)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.legend()
+    return ax
+
+
+def plot_error_vs_memory(curves: dict, chosen=None, ax=None, title: str = "Error against memory"):
+    """One line per ``label -> (bits_per_parameter, errors)``, log error axis; ``chosen`` = ``(x, y, text)``
+    is ringed and labelled. Lower left is better: fewer bits and less error."""
+    with style():
+        if ax is None:
+            _, ax = plt.subplots(figsize=(8.5, 4.5))
+        for i, (label, (xs, ys)) in enumerate(curves.items()):
+            if len(xs) != len(ys):
+                raise ValueError(f"curve {label!r} has {len(xs)} x values and {len(ys)} errors. "
+                                 "Fix: one error per bits-per-parameter value.")
+            style_kw = dict(ls="--", marker="s") if "NF4" in label else dict(marker="o")
+            ax.plot([float(x) for x in xs], [float(y) for y in ys], label=label, color=f"C{i}", ms=4, **style_kw)
+        if chosen is not None:
+            x, y, text = chosen
+            ax.plot([x], [y], "o", ms=16, mfc="none", mec="k", mew=2)
+            ax.annotate(text, (x, y), xytext=(12, 12), textcoords="offset points", fontsize=10,
+                        bbox=dict(boxstyle="round", fc="w", ec="0.5"))
+        ax.set_yscale("log")
+        ax.set_xlabel("bits per parameter (codes + one fp32 absmax per block)")
+        ax.set_ylabel(r"relative error $\|\hat W - W\|_F / \|W\|_F$")
+        ax.set_title(title)
+        ax.legend(fontsize=9, loc="upper right")
+    return ax
