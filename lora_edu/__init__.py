@@ -30,11 +30,17 @@ from .model import (
     unload,
 )
 from .models import DEFAULT_MODEL, ModelSourceError, load_model
+from .qlora import NF4Linear, QLoRALinear, model_nbytes, prepare_qlora, quantize_model
 from .runtime import FAST, IN_COLAB, banner, get_device, precision_policy, seed_everything
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "NF4Linear",
+    "QLoRALinear",
+    "model_nbytes",
+    "prepare_qlora",
+    "quantize_model",
     "eckart_young_error",
     "effective_rank",
     "energy",

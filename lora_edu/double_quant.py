@@ -68,8 +68,9 @@ def bnb_cpu_search(code: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     dynamic map's values are closer together than one grid step, some codes can never be chosen at all
     (the 7 within 7.75e-6 of 0, 0 itself included: 0.0 is stored as 2.125e-5). ``x`` must be finite.
     """
+    code = code.to(x.device)
     midpoints = (code[:-1] + code[1:]) * 0.5  # (255,) fp32
-    grid = -1.0 + torch.arange(LUT_SIZE, dtype=torch.float32) * 2 / (LUT_SIZE - 1)  # (65536,) fp32
+    grid = -1.0 + torch.arange(LUT_SIZE, dtype=torch.float32, device=x.device) * 2 / (LUT_SIZE - 1)  # fp32
     table = torch.searchsorted(midpoints, grid)  # count of midpoints < g_i (strictly below)
     i = (x.float().clamp(-1, 1) + 1) * 0.5 * (LUT_SIZE - 1) + 0.5  # fp32, as in the C code
     return table[i.long()].to(torch.uint8)  # .long() truncates toward zero, like the C cast
@@ -110,7 +111,7 @@ def double_quantize(absmax: torch.Tensor, blocksize: int = NESTED_BLOCKSIZE,
     blocks = to_blocks(absmax - offset, blocksize)  # (n_nested, blocksize), zero padded
     scale = blocks.abs().amax(dim=1)  # (n_nested,)
     normed = blocks * (1.0 / scale)[:, None]  # in [-1, 1]; bitsandbytes multiplies by the reciprocal too
-    normed, code = normed.nan_to_num(0.0), dynamic_map()  # 0 * inf = NaN in a block of zeros: fixed below
+    normed, code = normed.nan_to_num(0.0), dynamic_map().to(normed.device)  # 0 * inf = NaN in a block of zeros: fixed below
     codes = bnb_cpu_search(code, normed) if match_bitsandbytes else nearest_index(normed, code)
     codes[scale == 0] = 0  # a block of zeros (e.g. a single block: absmax - mean = 0): code 0, as bnb
     return NestedAbsmax(codes.reshape(-1)[: absmax.numel()], scale, offset, blocksize)
@@ -126,7 +127,7 @@ def double_dequantize(nested: NestedAbsmax) -> torch.Tensor:
     if tuple(nested.absmax.shape) != (n_nested,):
         raise ValueError(f"nested absmax must have shape {(n_nested,)} (one per {nested.blocksize} codes), "
                          f"got {tuple(nested.absmax.shape)}. Fix: pass the NestedAbsmax unchanged.")
-    values = dynamic_map()[nested.codes.long()]  # (n,) in [-1, 1]
+    values = dynamic_map().to(nested.codes.device)[nested.codes.long()]  # (n,) in [-1, 1]
     scale = nested.absmax.repeat_interleave(nested.blocksize)[:n]  # (n,) the scale of each code's block
     return values * scale + nested.offset
 
