@@ -46,13 +46,14 @@ notebooks-fast: setup
 test: lint unit notebooks-fast
 
 # Re-execute every committed notebook in place, in full mode, so the stored outputs come from one run.
-# Widget state is not stored: it would double each slider's figure; a static figure sits beside every slider.
+# The stored widget state is dropped afterwards: it repeats each slider's figure, and a static figure sits
+# beside every slider anyway.
 notebooks: setup
 	@for nb in $(NB); do \
 		echo "== $$nb"; start=$$(date +%s); \
 		HF_HUB_OFFLINE=1 $(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \
-			--ExecutePreprocessor.timeout=-1 --ExecutePreprocessor.kernel_name=python3 \
-			--ExecutePreprocessor.store_widget_state=False "$$nb" || exit 1; \
+			--ExecutePreprocessor.timeout=-1 --ExecutePreprocessor.kernel_name=python3 "$$nb" || exit 1; \
+		$(PY) -m lora_edu.notebook_meta strip-widget-state "$$nb"; \
 		echo "   $$nb: $$(( $$(date +%s) - start )) s"; \
 	done
 

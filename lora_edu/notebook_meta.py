@@ -110,6 +110,22 @@ def set_repo(repo: str, branch: str = GITHUB_BRANCH, notebooks: Path = NOTEBOOKS
     return changed
 
 
+def strip_widget_state(path: Path) -> bool:
+    """Drop the stored widget state (it repeats each slider's figure); True if the file changed.
+
+    Executing with ``store_widget_state=False`` is not an option: nbclient then fails on the first output
+    a slider sends into its Output widget. So notebooks run with state stored and lose it afterwards.
+    """
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    if "widgets" not in nb.metadata:
+        return False
+    del nb.metadata["widgets"]
+    _atomic_write(path, nbformat.writes(nb) + "\n")
+    return True
+
+
 def _atomic_write(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(fd, "w") as f:
@@ -123,6 +139,10 @@ def main(argv: list[str] | None = None) -> int:
         for p in set_repo(argv[1]):
             print(f"updated {p}")
         return 0
+    if len(argv) >= 2 and argv[0] == "strip-widget-state":
+        for p in argv[1:]:
+            strip_widget_state(Path(p))
+        return 0
     if len(argv) >= 1 and argv[0] == "check":
         bad = 0
         for p in argv[1:] or sorted(NOTEBOOKS.glob("*.ipynb")):
@@ -130,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{p}: {problem}")
                 bad += 1
         return 1 if bad else 0
-    print("usage: python -m lora_edu.notebook_meta set-repo OWNER/NAME | check [NOTEBOOK ...]", file=sys.stderr)
+    print("usage: python -m lora_edu.notebook_meta set-repo OWNER/NAME | check [NOTEBOOK ...] | "
+          "strip-widget-state NOTEBOOK ...", file=sys.stderr)
     return 2
 
 

@@ -82,3 +82,16 @@ def test_set_repo_rewrites_badges_and_installs_in_one_go(tmp_path, monkeypatch):
     assert 'GITHUB_REPO = "ann/my-lora-course"' in runtime_copy.read_text()
     with pytest.raises(ValueError, match="owner/name"):
         notebook_meta.set_repo("not a repo", notebooks=nbdir)
+
+
+def test_strip_widget_state_drops_only_the_widget_metadata(tmp_path):
+    nb = _good_notebook()
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
+    (tmp_path / "notebooks").mkdir()
+    path = tmp_path / "notebooks" / "99_demo.ipynb"
+    nbformat.write(nb, path)
+    assert notebook_meta.strip_widget_state(path)
+    after = nbformat.read(path, as_version=4)
+    assert "widgets" not in after.metadata and after.metadata["kernelspec"]["name"] == "python3"
+    assert notebook_meta.check_notebook(path) == []
+    assert not notebook_meta.strip_widget_state(path)  # nothing left to strip

@@ -1,0 +1,78 @@
+"""Notebook 02's self-checks accept the reference answers, reject wrong ones, and never raise on `...`."""
+
+import runpy
+from pathlib import Path
+
+import torch
+
+from lora_edu import (
+    LoraConfig,
+    LoraLinear,
+    exercises,
+    inject_lora,
+    lora_parameter_count,
+    trainable_parameters,
+)
+from lora_edu.models import tiny_llama
+
+SOLUTIONS = runpy.run_path(str(Path(__file__).resolve().parents[1] / "notebooks/solutions/02_solutions.py"))
+
+# (checker, name of the reference answer in the solutions file, a plausible wrong answer)
+CASES = [
+    (exercises.check_lora_forward, "lora_forward",
+     lambda x, W0, A, B, s: x @ W0.T + x @ A.T @ B.T),  # forgot the scaling
+    (exercises.check_trainable_parameters, "trainable_parameters",
+     30 * 2 * 16 * (576 + 576)),  # took v_proj to be 576 x 576 like q_proj
+    (exercises.check_scaling, "scaling", (16 / 8, 16 / 64)),  # the two rules swapped
+    (exercises.check_compression, "compression", 16 * (576 + 1536) / (576 * 1536)),  # upside down
+]
+
+
+def test_reference_answers_pass(capsys):
+    for check, name, _ in CASES:
+        assert check(SOLUTIONS[name]), name
+    assert capsys.readouterr().out.count("correct!") == len(CASES)
+
+
+def test_wrong_answers_fail_with_a_hint(capsys):
+    for check, name, wrong in CASES:
+        assert not check(wrong), name
+    out = capsys.readouterr().out
+    assert out.count("Hint") == len(CASES) and "correct!" not in out
+
+
+def test_placeholders_do_not_raise(capsys):
+    for check, _, _ in CASES:
+        assert not check(...)
+        assert not check(None)
+    out = capsys.readouterr().out
+    assert out.count("placeholder") == 2 * (len(CASES) - 1) and out.count("write the function first") == 2
+
+
+def test_forward_checker_reports_other_mistakes(capsys):
+    assert not exercises.check_lora_forward(lambda x, W0, A, B, s: (x @ A.T @ B.T) * s)  # no frozen path
+    assert not exercises.check_lora_forward(lambda x, W0, A, B, s: x @ W0.T + (x @ B @ A) * s)  # shapes
+    assert "RuntimeError" in capsys.readouterr().out
+    assert not exercises.check_scaling(0.25)  # one number, not the (standard, rslora) pair
+
+
+def test_forward_reference_matches_lora_linear():
+    """The checker's reference is LoraLinear's arithmetic: same A and B copied in, same output."""
+    torch.manual_seed(0)
+    base = torch.nn.Linear(7, 5, bias=False)
+    layer = LoraLinear(base, r=3, lora_alpha=6)
+    with torch.no_grad():
+        layer.lora_B.weight.normal_()
+    x = torch.randn(2, 4, 7)
+    expected = exercises.lora_forward_reference(x, base.weight, layer.lora_A.weight, layer.lora_B.weight,
+                                                layer.scaling)
+    torch.testing.assert_close(layer(x), expected)
+
+
+def test_trainable_count_rule_matches_inject_lora():
+    """The counting rule behind 02.2 (r * (in + out) per matrix) is what inject_lora actually trains."""
+    model = tiny_llama()
+    inject_lora(model, LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"]))
+    expected = sum(lora_parameter_count(m.in_features, m.out_features, 2)
+                   for name, m in model.named_modules() if name.endswith(("q_proj", "v_proj")))
+    assert trainable_parameters(model)[0] == expected > 0
