@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .runtime import GITHUB_BRANCH, GITHUB_REPO, colab_badge_url, colab_install_line
 
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 BADGE_RE = re.compile(r"https://colab\.research\.google\.com/github/([\w.-]+/[\w.-]+)/blob/([\w.-]+)/(\S+?\.ipynb)")
 INSTALL_RE = re.compile(r'%pip install -q "lora-edu @ git\+https://github\.com/([\w.-]+/[\w.-]+)@([\w.-]+)"')
@@ -111,7 +112,7 @@ def set_repo(repo: str, branch: str = GITHUB_BRANCH, notebooks: Path = NOTEBOOKS
 
 
 def strip_widget_state(path: Path) -> bool:
-    """Drop the stored widget state (it repeats each slider's figure); True if the file changed.
+    """Drop stored widget state and widget views (they repeat each slider's figure); True if it changed.
 
     Executing with ``store_widget_state=False`` is not an option: nbclient then fails on the first output
     a slider sends into its Output widget. So notebooks run with state stored and lose it afterwards.
@@ -119,11 +120,16 @@ def strip_widget_state(path: Path) -> bool:
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
-    if "widgets" not in nb.metadata:
-        return False
-    del nb.metadata["widgets"]
-    _atomic_write(path, nbformat.writes(nb) + "\n")
-    return True
+    changed = nb.metadata.pop("widgets", None) is not None
+    for cell in nb.cells:
+        # Without its state a widget view renders as "VBox(children=...)" text on GitHub: drop the view,
+        # keep the static figure the same cell drew.
+        outputs = [o for o in cell.get("outputs", []) if WIDGET_VIEW not in o.get("data", {})]
+        if cell.cell_type == "code" and len(outputs) != len(cell.outputs):
+            cell.outputs, changed = outputs, True
+    if changed:
+        _atomic_write(path, nbformat.writes(nb) + "\n")
+    return changed
 
 
 def _atomic_write(path: Path, text: str) -> None:

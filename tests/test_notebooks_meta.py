@@ -87,11 +87,15 @@ def test_set_repo_rewrites_badges_and_installs_in_one_go(tmp_path, monkeypatch):
 def test_strip_widget_state_drops_only_the_widget_metadata(tmp_path):
     nb = _good_notebook()
     nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
+    view = nbformat.v4.new_output("display_data", data={notebook_meta.WIDGET_VIEW: {"model_id": "x"},
+                                                        "text/plain": "VBox(children=...)"})
+    nb.cells[2].outputs.append(view)
     (tmp_path / "notebooks").mkdir()
     path = tmp_path / "notebooks" / "99_demo.ipynb"
     nbformat.write(nb, path)
     assert notebook_meta.strip_widget_state(path)
     after = nbformat.read(path, as_version=4)
     assert "widgets" not in after.metadata and after.metadata["kernelspec"]["name"] == "python3"
+    assert [o.output_type for o in after.cells[2].outputs] == ["stream"]  # the view went, the print stayed
     assert notebook_meta.check_notebook(path) == []
     assert not notebook_meta.strip_widget_state(path)  # nothing left to strip
