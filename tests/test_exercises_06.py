@@ -1,0 +1,57 @@
+"""Notebook 06's self-checks accept the reference answers, reject wrong ones, and never raise on `...`."""
+
+import runpy
+from pathlib import Path
+
+import torch
+
+from lora_edu import exercises
+
+SOLUTIONS = runpy.run_path(str(Path(__file__).resolve().parents[1] / "notebooks/solutions/06_solutions.py"))
+
+# (checker, name of the reference answer in the solutions file, a plausible wrong answer)
+CASES = [
+    (exercises.check_absmax_codes, "absmax_codes", (50, -128, 2, 90)),  # scale from 128, not 127
+    (exercises.check_fake_quant_int8, "fake_quant_int8", lambda x: torch.round(x * 127) / 127),  # no scale
+    (exercises.check_nf4_index, "nf4_index", 10),  # the lower neighbour
+    (exercises.check_bits_per_parameter, "bits_per_parameter", (4.5, 4.126953125)),  # blocks of 64
+    (exercises.check_packed_byte, "packed_byte", 12 * 16 + 3),  # llama.cpp's nibble order
+    (exercises.check_q4_1_bits, "q4_1_bits", 4.5),  # forgot the minimum
+]
+
+
+def test_reference_answers_pass(capsys):
+    for check, name, _ in CASES:
+        assert check(SOLUTIONS[name]), name
+    assert capsys.readouterr().out.count("correct!") == len(CASES)
+
+
+def test_wrong_answers_fail_with_a_hint(capsys):
+    for check, name, wrong in CASES:
+        assert not check(wrong), name
+    out = capsys.readouterr().out
+    assert out.count("Hint") == len(CASES) and "correct!" not in out
+
+
+def test_placeholders_do_not_raise(capsys):
+    for check, _, _ in CASES:
+        assert not check(...)
+        assert not check(None)
+    out = capsys.readouterr().out
+    assert out.count("placeholder") == 2 * (len(CASES) - 1) and out.count("write the function first") == 2
+
+
+def test_malformed_answers_do_not_raise(capsys):
+    assert not exercises.check_absmax_codes((50, -127, 2))  # one code short
+    assert not exercises.check_bits_per_parameter(4.25)  # a number, not the (without, with) pair
+    assert not exercises.check_nf4_index("eleven")
+    assert not exercises.check_fake_quant_int8(lambda x: x / 0 + "a")  # a learner's bug is reported
+    assert "TypeError" in capsys.readouterr().out
+
+
+def test_the_answers_follow_from_the_library():
+    from lora_edu import quant
+
+    assert quant.nf4_code()[SOLUTIONS["nf4_index"]] == quant.nf4_code()[11]
+    assert abs(quant.nf4_code()[11] - 0.3) < abs(quant.nf4_code()[10] - 0.3)
+    assert SOLUTIONS["packed_byte"] == 0x3C

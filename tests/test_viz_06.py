@@ -1,0 +1,76 @@
+"""Notebook 06's figures draw what they say (lines, bars, labels) and reject malformed input clearly."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from lora_edu import quant, viz  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def test_weight_histogram_marks_absmax_and_std():
+    w = torch.randn(1000, generator=torch.Generator().manual_seed(0))
+    w[7] = 25.0
+    ax = viz.plot_weight_histogram(w, "toy")
+    xs = sorted(line.get_xdata()[0] for line in ax.get_lines())
+    assert xs[0] == pytest.approx(-25.0) and xs[-1] == pytest.approx(25.0)
+    assert len(xs) == 4 and abs(xs[1]) == pytest.approx(float(w.std()), rel=1e-5)
+    assert "toy" in ax.get_title() and ax.get_yscale() == "log"
+
+
+def test_weight_histogram_rejects_an_empty_weight():
+    with pytest.raises(ValueError, match="empty"):
+        viz.plot_weight_histogram(torch.empty(0))
+
+
+def test_code_values_one_row_per_format_plus_histogram():
+    codes = {"NF4": quant.nf4_code(), "FP4": quant.fp4_code()}
+    fig = viz.plot_code_values(codes, sample=torch.rand(500) * 2 - 1)
+    hist_ax, dots_ax = fig.axes
+    assert len(hist_ax.patches) == 161
+    rows = dots_ax.get_lines()
+    assert [len(line.get_xdata()) for line in rows] == [16, 16]
+    assert [t.get_text() for t in dots_ax.get_yticklabels()] == ["FP4", "NF4"]  # the first format on top
+    assert list(rows[0].get_xdata()) == pytest.approx(quant.nf4_code().tolist())
+
+
+def test_code_values_rejects_an_infinite_table():
+    with pytest.raises(ValueError, match="finite"):
+        viz.plot_code_values({"Eq. 4": quant.nf4_eq4_values()})
+
+
+def test_format_errors_draws_one_bar_per_format_and_group():
+    errors = {"int4": {"q": 0.11, "k": 0.12, "v": 0.10}, "NF4": {"q": 0.09, "k": 0.1, "v": 0.08}}
+    ax = viz.plot_format_errors(errors)
+    heights = [p.get_height() for p in ax.patches]
+    assert heights == pytest.approx([0.11, 0.12, 0.10, 0.09, 0.1, 0.08])
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["q", "k", "v"]
+
+
+def test_format_errors_rejects_mismatched_groups():
+    with pytest.raises(ValueError, match="same groups"):
+        viz.plot_format_errors({"int4": {"q": 0.1}, "NF4": {"k": 0.1}})
+    with pytest.raises(ValueError, match="empty"):
+        viz.plot_format_errors({})
+
+
+def test_error_vs_memory_rings_the_chosen_point():
+    curves = {"int4": ([4.5, 4.25], [0.11, 0.13]), "NF4": ([4.5, 4.25], [0.09, 0.1])}
+    ax = viz.plot_error_vs_memory(curves, chosen=(4.5, 0.09, "NF4, blocks of 64"))
+    lines = ax.get_lines()
+    assert len(lines) == 3 and list(lines[-1].get_xdata()) == [4.5]
+    assert ax.get_yscale() == "log" and "NF4, blocks of 64" in [t.get_text() for t in ax.texts]
+
+
+def test_error_vs_memory_rejects_ragged_curves():
+    with pytest.raises(ValueError, match="one error per"):
+        viz.plot_error_vs_memory({"int4": ([4.5, 4.25], [0.1])})
