@@ -7,6 +7,7 @@ docstring names the notebook that explains it.
 from .config import LoraConfig
 from .io import load_adapter, save_adapter
 from .layers import LoraLinear
+from .loraplus import create_loraplus_optimizer
 from .lowrank import (
     eckart_young_error,
     effective_rank,
@@ -51,6 +52,7 @@ __all__ = [
     "truncated_svd",
     "LoraConfig",
     "LoraLinear",
+    "create_loraplus_optimizer",
     "load_adapter",
     "save_adapter",
     "compression_ratio",

@@ -85,7 +85,9 @@ class LoraConfig:
     # rsLoRA: scale by lora_alpha / sqrt(r) instead of lora_alpha / r, so that raising r does not shrink
     # the update. Usual value: False; True when you try large ranks (64 and up).
     use_rslora: bool = False
-    # DoRA (weight-decomposed LoRA) is a later notebook; the field is here so configs keep PEFT's shape.
+    # DoRA (weight-decomposed LoRA, arXiv 2402.09353): also train a magnitude per output feature,
+    # W' = m * (W0 + delta_W) / ||W0 + delta_W|| (notebook 09). Usual value: False; True costs one extra
+    # vector per layer and a slower step (the weight norm is recomputed each forward), unless merged.
     use_dora: bool = False
     # How A and B start. B is zero in both main options, so the adapted model starts equal to the base one.
     #   True: A kaiming-uniform (a = sqrt(5)), as microsoft/LoRA's code and PEFT do (the default);
@@ -98,9 +100,6 @@ class LoraConfig:
 
     def __post_init__(self):
         check_lora_hyperparameters(self.r, self.lora_alpha, self.lora_dropout, self.init_lora_weights)
-        if self.use_dora:
-            raise ValueError("DoRA is not implemented yet in lora_edu: set use_dora=False "
-                             "(or use peft.LoraConfig(use_dora=True) for now).")
         if self.bias not in BIAS_CHOICES:
             raise ValueError(f"bias must be one of {BIAS_CHOICES}; got {self.bias!r}. Usually 'none'.")
         targets = self.target_modules

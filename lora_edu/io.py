@@ -7,8 +7,9 @@ folder with two files, and so do we:
 - ``adapter_config.json``: the ``LoraConfig`` fields, with PEFT's names (``peft_type``, ``r``, ``lora_alpha``,
   ``target_modules`` ...);
 - ``adapter_model.safetensors``: the tensors, keyed ``base_model.model.<module path>.lora_A.weight`` (A is
-  (r, in)) and ``....lora_B.weight`` (B is (out, r)). Safetensors only: a pickled ``.bin`` can run code when
-  loaded, so it is refused.
+  (r, in)) and ``....lora_B.weight`` (B is (out, r)); a DoRA adapter (``use_dora: true``) adds
+  ``....lora_magnitude_vector`` (m is (out,); no ``.weight`` suffix in the file, as PEFT writes it).
+  Safetensors only: a pickled ``.bin`` can run code when loaded, so it is refused.
 
 A save is atomic: everything is written into a temporary folder next to the target, then renamed into
 place, so an interrupted save leaves the previous adapter intact. Explained in notebook 05 (merge and
@@ -36,7 +37,7 @@ CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"
 PEFT_PREFIX = "base_model.model."  # PEFT's wrapper path (PeftModel.base_model.model) in front of every key
 # Config fields we cannot honour: PEFT's default for each; any other value is refused on load.
-UNSUPPORTED = {"use_dora": False, "fan_in_fan_out": False, "modules_to_save": None, "rank_pattern": {},
+UNSUPPORTED = {"fan_in_fan_out": False, "modules_to_save": None, "rank_pattern": {},
                "alpha_pattern": {}, "layers_to_transform": None, "lora_bias": False, "bias": "none",
                "target_parameters": None, "trainable_token_indices": None, "exclude_modules": None,
                "layers_pattern": None}
@@ -58,11 +59,13 @@ def adapter_config(model: nn.Module, base_model_name_or_path: str | None = None)
     if not layers:
         raise ValueError("The model has no LoRA layers, so there is no adapter to save. "
                          "Call inject_lora(model, config) (and train) first.")
-    kinds = {(m.r, m.lora_alpha, m.use_rslora, getattr(m.lora_dropout, "p", 0.0)) for _, m in layers}
+    kinds = {(m.r, m.lora_alpha, m.use_rslora, getattr(m.lora_dropout, "p", 0.0), m.use_dora)
+             for _, m in layers}
     if len(kinds) > 1:
-        raise ValueError(f"The LoRA layers differ in (r, lora_alpha, use_rslora, lora_dropout): {sorted(kinds)}; "
-                         "one adapter_config.json describes one setting. Give every layer the same one.")
-    (r, lora_alpha, use_rslora, dropout), = kinds
+        raise ValueError(f"The LoRA layers differ in (r, lora_alpha, use_rslora, lora_dropout, use_dora): "
+                         f"{sorted(kinds)}; one adapter_config.json describes one setting. Give every layer "
+                         "the same one.")
+    (r, lora_alpha, use_rslora, dropout, use_dora), = kinds
     if any(p.requires_grad for n, p in model.named_parameters() if n.endswith(".bias")):
         warnings.warn("Some biases are trainable, but an adapter file holds only lora_A and lora_B: trained "
                       "biases are not saved (PEFT's default bias='none' does the same).", stacklevel=3)
@@ -72,8 +75,16 @@ def adapter_config(model: nn.Module, base_model_name_or_path: str | None = None)
     return {"peft_type": "LORA", "task_type": "CAUSAL_LM" if causal_lm else None,
             "base_model_name_or_path": base_model_name_or_path, "r": r, "lora_alpha": lora_alpha,
             "lora_dropout": dropout, "target_modules": _stored_target_modules(model, [n for n, _ in layers]),
-            "use_rslora": use_rslora, "init_lora_weights": True, "inference_mode": True,
+            "use_rslora": use_rslora, "use_dora": use_dora, "init_lora_weights": True, "inference_mode": True,
             "revision": None, **UNSUPPORTED}
+
+
+def _adapter_tensors(name: str, layer) -> dict[str, torch.Tensor]:
+    """One layer's adapter tensors under their file keys (without PEFT's prefix)."""
+    tensors = {f"{name}.lora_A.weight": layer.lora_A.weight, f"{name}.lora_B.weight": layer.lora_B.weight}
+    if layer.use_dora:
+        tensors[f"{name}.lora_magnitude_vector"] = layer.lora_magnitude_vector.weight  # no .weight in files
+    return tensors
 
 
 def save_adapter(model: nn.Module, path: str | os.PathLike, base_model_name_or_path: str | None = None) -> Path:
@@ -83,9 +94,10 @@ def save_adapter(model: nn.Module, path: str | os.PathLike, base_model_name_or_p
     replaced only once the new one is complete.
     """
     config = adapter_config(model, base_model_name_or_path)
-    # (r, in) and (out, r) tensors under PEFT's names, contiguous copies (safetensors refuses shared views)
-    tensors = {f"{PEFT_PREFIX}{name}.{part}.weight": getattr(layer, part).weight.detach().contiguous().clone()
-               for name, layer in lora_layers(model) for part in ("lora_A", "lora_B")}
+    # (r, in), (out, r) and DoRA's (out,) tensors under PEFT's names, contiguous copies (safetensors refuses
+    # shared views)
+    tensors = {f"{PEFT_PREFIX}{key}": tensor.detach().contiguous().clone()
+               for name, layer in lora_layers(model) for key, tensor in _adapter_tensors(name, layer).items()}
     path = Path(path)
     if path.exists() and not (path.is_dir() and (not any(path.iterdir()) or (path / CONFIG_NAME).is_file())):
         raise ValueError(f"{path} exists and is not an adapter folder (no {CONFIG_NAME}); saving would "
@@ -130,9 +142,6 @@ def read_adapter_config(path: Path) -> dict:
     if config.get("peft_type") != "LORA":
         raise ValueError(f"This adapter's peft_type is {config.get('peft_type')!r}; lora_edu loads LoRA "
                          "adapters only ('LORA'). Load it with peft.PeftModel.from_pretrained instead.")
-    if config.get("use_dora"):
-        raise ValueError("This is a DoRA adapter (use_dora=true); lora_edu does not implement DoRA yet. "
-                         "Load it with peft.PeftModel.from_pretrained instead.")
     for key, default in UNSUPPORTED.items():
         if config.get(key, default) not in (default, None, [], {}):  # None, [], {}: "not used" too
             raise ValueError(f"This adapter sets {key}={config[key]!r}; lora_edu supports only {key}="
@@ -167,8 +176,8 @@ def load_adapter(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     """Load a PEFT-format LoRA adapter into a plain base model (in place); return the model.
 
     Everything is checked before the model is touched: the config, that every tensor has a layer and every
-    layer a tensor, and the shapes (A (r, in), B (out, r)). The adapters come back trainable, as after
-    ``inject_lora``.
+    layer a tensor, and the shapes (A (r, in), B (out, r), DoRA's m (out,)). The adapters come back
+    trainable, as after ``inject_lora``.
     """
     path = Path(path)
     existing = [n for n, m in model.named_modules() if hasattr(m, "lora_A")]
@@ -180,9 +189,11 @@ def load_adapter(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     lora_config = LoraConfig(r=config["r"], lora_alpha=config["lora_alpha"],
                              lora_dropout=config.get("lora_dropout", 0.0),
                              target_modules=config.get("target_modules"),
-                             use_rslora=config.get("use_rslora", False), init_lora_weights=False)
+                             use_rslora=config.get("use_rslora", False),
+                             use_dora=bool(config.get("use_dora", False)), init_lora_weights=False)
     names = find_target_modules(model, lora_config.target_modules)
-    expected = {f"{n}.{part}.weight" for n in names for part in ("lora_A", "lora_B")}
+    parts = ("lora_A.weight", "lora_B.weight") + (("lora_magnitude_vector",) if lora_config.use_dora else ())
+    expected = {f"{n}.{part}" for n in names for part in parts}
     missing, unexpected = sorted(expected - tensors.keys()), sorted(tensors.keys() - expected)
     if missing or unexpected:
         raise ValueError(f"The adapter's tensors do not match this model's target layers "
@@ -193,15 +204,16 @@ def load_adapter(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     for name in names:
         base = model.get_submodule(name)
         in_f, out_f = getattr(base, "in_features", None), getattr(base, "out_features", None)
-        for part, shape in (("lora_A", (r, in_f)), ("lora_B", (out_f, r))):
-            got = tuple(tensors[f"{name}.{part}.weight"].shape)
+        shapes = {"lora_A.weight": (r, in_f), "lora_B.weight": (out_f, r), "lora_magnitude_vector": (out_f,)}
+        for part in parts:
+            got, shape = tuple(tensors[f"{name}.{part}"].shape), shapes[part]
             if got != shape:
-                raise ValueError(f"Shape mismatch at {name}.{part}.weight: the adapter has {got}, this model "
+                raise ValueError(f"Shape mismatch at {name}.{part}: the adapter has {got}, this model "
                                  f"with r={r} needs {shape}. The adapter was made for another base model, or "
                                  "its config's r disagrees with its tensors.")
     inject_lora(model, lora_config)
     with torch.no_grad():
         for name, layer in lora_layers(model):
-            for part in ("lora_A", "lora_B"):
-                getattr(layer, part).weight.copy_(tensors[f"{name}.{part}.weight"])  # to the adapter dtype
+            for key, tensor in _adapter_tensors(name, layer).items():
+                tensor.copy_(tensors[key])  # into the adapter's own tensor, in its dtype
     return model

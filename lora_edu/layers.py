@@ -9,6 +9,19 @@ The names, shapes, initialisation, forward arithmetic and merge rules follow PEF
 ``peft.tuners.lora.Linear`` (one adapter, no variants), so with the same A and B the two give the same
 numbers (tests/test_layers.py).
 Explained in notebooks/02_lora_layer.ipynb; the merge is section 4.1's "no additional inference latency".
+
+DoRA (Liu et al. 2024, arXiv 2402.09353, ``use_dora=True``) splits the weight into a trainable magnitude m and
+a direction, and lets LoRA update only the direction (Eq. 5):
+
+    W' = m * (W0 + s B A) / ||W0 + s B A||,   m = ``lora_magnitude_vector.weight`` (out,), init ||W0||,
+
+with one norm per *output feature*: the norm of each row of the (out, in) weight, as in PEFT and the authors'
+code (``torch.linalg.norm(weight, dim=1)`` on ``nn.Linear.weight``). The paper says "column-wise"; in the
+authors' code a "column" holds one output feature's weights. Convention trap: some from-scratch write-ups
+(e.g. Raschka's DoRA article) take ``norm(dim=0)`` of the (out, in) weight, one magnitude per *input*
+feature: a different model, whose magnitudes mean something else (and for a non-square layer do not even
+have PEFT's shape). The norm is detached, a constant in the backward pass (section 4.3: 24.4% less training
+memory on LLaMA for a 0.2-point accuracy change). Explained in notebooks/09_variants.ipynb.
 """
 
 from __future__ import annotations
@@ -19,6 +32,18 @@ import torch
 from torch import nn
 
 from .config import check_lora_hyperparameters
+
+
+class DoraMagnitude(nn.Module):
+    """DoRA's magnitude m as ``.weight``, shape (out,): PEFT's layout, so the state-dict key reads
+    ``<layer>.lora_magnitude_vector.weight`` (PEFT's adapter files drop the ``.weight``, and so do ours)."""
+
+    def __init__(self, weight: torch.Tensor):
+        super().__init__()
+        self.weight = nn.Parameter(weight)
+
+    def extra_repr(self) -> str:
+        return f"out_features={self.weight.numel()}"
 
 
 class LoraLinear(nn.Module):
@@ -39,13 +64,19 @@ class LoraLinear(nn.Module):
         init_lora_weights: True: A kaiming-uniform (a = sqrt(5)), B = 0 (PEFT's default, from microsoft/LoRA's
             code); "gaussian": A ~ N(0, (1/r)^2), B = 0 (the paper's text says Gaussian); False: both keep
             ``nn.Linear``'s random init, so the layer does not start as the base layer (for tests/debugging).
+        use_dora: add DoRA's magnitude ``lora_magnitude_vector.weight`` (out,), initialised to the row norms
+            of ``W0 + scaling * B @ A`` (= ||W0|| when B = 0, so the layer starts equal to its base layer).
+            A weight with an all-zero row (a pruned output unit) is refused with a ValueError: DoRA would
+            divide by its zero norm, and an epsilon would hide a division that has no meaningful answer.
 
     The adapter weights are fp32 when the base is fp16/bf16 (PEFT's default since v0.12), else the base
     dtype; they live on the base layer's device. Merging is explicit: ``merge()`` / ``unmerge()``.
     """
 
+    use_dora = False  # class default: subclasses with their own __init__ (QLoRALinear) are plain LoRA
+
     def __init__(self, base_layer: nn.Linear, r: int, lora_alpha: float, lora_dropout: float = 0.0,
-                 use_rslora: bool = False, init_lora_weights: bool | str = True):
+                 use_rslora: bool = False, init_lora_weights: bool | str = True, use_dora: bool = False):
         super().__init__()
         if hasattr(base_layer, "lora_A"):
             raise ValueError("base_layer already has a LoRA adapter; wrapping it again would stack two "
@@ -62,7 +93,7 @@ class LoraLinear(nn.Module):
                 f"only adds parameters. Use r <= {min(in_features, out_features)}.")
 
         self.base_layer = base_layer
-        base_layer.requires_grad_(False)  # frozen: only A and B train
+        base_layer.requires_grad_(False)  # frozen: only the adapter (A, B, and DoRA's m) trains
         self.r = r
         self.lora_alpha = lora_alpha
         self.use_rslora = use_rslora
@@ -78,6 +109,12 @@ class LoraLinear(nn.Module):
         self.lora_A.to(device=weight.device, dtype=dtype)
         self.lora_B.to(device=weight.device, dtype=dtype)
         self.merged = False
+        if use_dora:
+            self.use_dora = True
+            with torch.no_grad():  # m = ||W0 + s B A|| per output row, (out,), in the adapter dtype
+                self.lora_magnitude_vector = DoraMagnitude(self.dora_weight_norm(self.get_delta_weight()))
+            # The norm used by merge(), kept for unmerge() (PEFT caches it too); not saved in state_dict.
+            self.register_buffer("merged_weight_norm", None, persistent=False)
 
     def reset_lora_parameters(self, init_lora_weights: bool | str = True) -> None:
         """(Re)initialise A and B; with True or "gaussian" B is zero, so the layer equals its base layer."""
@@ -88,6 +125,9 @@ class LoraLinear(nn.Module):
         else:  # "gaussian", already validated
             nn.init.normal_(self.lora_A.weight, std=1 / self.r)
         nn.init.zeros_(self.lora_B.weight)
+        if hasattr(self, "lora_magnitude_vector"):  # DoRA: back to m = ||W0||, so the layer is W0 again
+            with torch.no_grad():
+                self.lora_magnitude_vector.weight.copy_(self.dora_weight_norm(self.get_delta_weight()))
 
     # --- the layer ------------------------------------------------------------------------------------
 
@@ -114,9 +154,46 @@ class LoraLinear(nn.Module):
             return result
         result_dtype = result.dtype
         x = x.to(self.lora_A.weight.dtype)  # the LoRA path runs in the adapter dtype (fp32 on a 16-bit base)
+        if self.use_dora:
+            return (result + self.dora_extra_output(x, result)).to(result_dtype)
         # A first, then B: (..., in) -> (..., r) -> (..., out); never forms the (out, in) matrix B @ A.
         result = result + self.lora_B(self.lora_A(self.lora_dropout(x))) * self.scaling
         return result.to(result_dtype)
+
+    # --- DoRA -----------------------------------------------------------------------------------------
+
+    def dora_weight_norm(self, delta_weight: torch.Tensor, check: bool = True) -> torch.Tensor:
+        """``||W0 + delta_W||`` of each row of the (out, in) weight: one norm per output feature, (out,).
+
+        With ``check`` (at init, reset and merge; not in forward, where it would cost a device sync per
+        step), an all-zero row raises a ValueError instead of giving m / 0.
+        """
+        weight = self.base_layer.weight.to(delta_weight.dtype) + delta_weight  # (out, in)
+        norm = torch.linalg.norm(weight, dim=1)  # dim=1: across the inputs of each output row
+        zero_rows = (norm == 0).nonzero().flatten().tolist() if check else []
+        if zero_rows:
+            raise ValueError(f"DoRA divides by the norm of each row of W0 + scaling * B @ A, but rows "
+                             f"{zero_rows[:5]} (of {norm.numel()}) are all zero (a pruned or dead output "
+                             "unit): m / ||W|| has no meaningful value there. Leave this layer out of "
+                             "target_modules, or use plain LoRA (use_dora=False).")
+        return norm
+
+    def dora_extra_output(self, x: torch.Tensor, base_result: torch.Tensor) -> torch.Tensor:
+        """What DoRA adds to the base output: ``W' x - W0 x = (m/n - 1) W0 x + (m/n) s B A x`` (no bias).
+
+        ``n = ||W0 + s B A||`` is detached (DoRA section 4.3), so A and B get gradients only through the
+        ``B A x`` term and m through both. Written as a correction to ``W0 x`` (PEFT's form) so ``W0 x`` is
+        computed once and the (out, in) product ``m/n * (W0 + s B A)`` is never formed for the forward pass.
+        """
+        with torch.no_grad():
+            norm = self.dora_weight_norm(self.get_delta_weight(), check=False)  # (out,), a constant
+        scale = self.lora_magnitude_vector.weight / norm  # (out,): m / n, broadcast over (..., out)
+        if isinstance(self.lora_dropout, nn.Identity) or not self.training:
+            base = base_result if self.bias is None else base_result - self.bias  # W0 x, (..., out)
+        else:  # with dropout, the correction uses the dropped x too (as PEFT and the DoRA authors' code)
+            x = self.lora_dropout(x)
+            base = nn.functional.linear(x, self.base_layer.weight.to(x.dtype))
+        return (scale - 1) * base + scale * self.lora_B(self.lora_A(x)) * self.scaling
 
     def get_delta_weight(self) -> torch.Tensor:
         """``delta_W = scaling * B @ A``, shape (out_features, in_features), in the adapter dtype.
@@ -140,6 +217,7 @@ class LoraLinear(nn.Module):
         Checks first that the update and the merged weight are finite; on failure the base weight is left
         untouched. Unmerging later subtracts the same update; in floating point this returns W0 only up to
         rounding (exactly when the additions were exact), and merging into a 16-bit weight rounds the update.
+        DoRA merges ``W' = (m / n) * (W0 + delta_W)`` row by row and keeps n for ``unmerge()``.
         """
         if self.merged:
             raise ValueError("This LoraLinear is already merged; merging again would add the update twice. "
@@ -152,11 +230,20 @@ class LoraLinear(nn.Module):
                              "lora_A/lora_B are broken, often by a diverged training run (lower the learning "
                              "rate). Nothing was merged; the base weight is unchanged.")
         weight = self.base_layer.weight
-        merged = (weight + delta).to(weight.dtype)  # add in the wider dtype, round once (as PEFT's merge)
+        merged = weight + delta  # add in the wider dtype, round once (as PEFT's merge)
+        if self.use_dora:
+            if not torch.isfinite(self.lora_magnitude_vector.weight).all():
+                raise ValueError("DoRA's lora_magnitude_vector has NaN/Inf entries, often from a diverged "
+                                 "training run (lower the learning rate). Nothing was merged.")
+            norm = self.dora_weight_norm(delta)  # (out,), ||W0 + delta_W|| of the unmerged weight
+            merged = (self.lora_magnitude_vector.weight / norm).view(-1, 1) * merged  # row i times m_i/n_i
+        merged = merged.to(weight.dtype)
         if not torch.isfinite(merged).all():
             raise ValueError(f"Merging overflows the base weight's dtype ({weight.dtype}): W0 + delta_W has "
                              "Inf entries. Merge in a wider dtype (e.g. model.float()). Nothing was merged.")
         weight.data.copy_(merged)
+        if self.use_dora:
+            self.merged_weight_norm = norm
         self.merged = True
 
     @torch.no_grad()
@@ -166,13 +253,27 @@ class LoraLinear(nn.Module):
             raise ValueError("This LoraLinear is not merged, so there is nothing to unmerge. "
                              "Check layer.merged before calling unmerge().")
         weight = self.base_layer.weight
-        weight.data -= self.get_delta_weight().to(weight.dtype)
+        if self.use_dora:  # W0 = W' / (m / n) - delta_W, with the n that merge() used
+            if self.merged_weight_norm is None:
+                raise ValueError("This DoRA layer is marked merged but has no record of the norm that "
+                                 "merge() used, so W0 cannot be recovered (was layer.merged set by hand?). "
+                                 "Reload the base model and load the adapter again.")
+            scale = (self.lora_magnitude_vector.weight / self.merged_weight_norm).view(-1, 1)  # (out, 1)
+            weight.data.copy_((weight / scale - self.get_delta_weight()).to(weight.dtype))
+            self.merged_weight_norm = None
+        else:
+            weight.data -= self.get_delta_weight().to(weight.dtype)
         self.merged = False
 
     def extra_repr(self) -> str:
         rule = "lora_alpha/sqrt(r)" if self.use_rslora else "lora_alpha/r"
+        numbers = self.r * (self.in_features + self.out_features)
+        dora = ""
+        if self.use_dora:  # one magnitude per output feature
+            numbers += self.out_features
+            dora = f"; DoRA: W' = m * (W0 + delta_W) / ||W0 + delta_W||, m ({self.out_features},)"
         return (f"in_features={self.in_features}, out_features={self.out_features}, r={self.r}, "
                 f"lora_alpha={self.lora_alpha}, scaling={self.scaling:g} ({rule}), merged={self.merged}\n"
                 f"delta_W = scaling * B @ A: ({self.out_features}, {self.r}) @ "
-                f"({self.r}, {self.in_features}), "
-                f"{self.r * (self.in_features + self.out_features):,d} trainable numbers")
+                f"({self.r}, {self.in_features}){dora}, "
+                f"{numbers:,d} trainable numbers")

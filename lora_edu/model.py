@@ -113,7 +113,7 @@ def inject_lora(model: nn.Module, config: LoraConfig | None = None) -> nn.Module
                              "rank, so the extra rank only adds parameters. Lower r or leave this layer out.")
     for name in targets:
         layer = LoraLinear(model.get_submodule(name), config.r, config.lora_alpha, config.lora_dropout,
-                           config.use_rslora, config.init_lora_weights)
+                           config.use_rslora, config.init_lora_weights, use_dora=config.use_dora)
         _replace(model, name, layer)
     mark_only_lora_as_trainable(model, bias=config.bias)
     return model
@@ -125,7 +125,8 @@ def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
 
 
 def mark_only_lora_as_trainable(model: nn.Module, bias: str = "none") -> nn.Module:
-    """Freeze everything except ``lora_A``/``lora_B`` (and biases: "none", "all" or "lora_only")."""
+    """Freeze everything except ``lora_A``/``lora_B``, DoRA's ``lora_magnitude_vector`` (and biases: "none",
+    "all" or "lora_only")."""
     layers = [layer for _, layer in lora_layers(model)]
     if not layers:
         raise ValueError("The model has no LoRA layers, so nothing would train. "
@@ -136,6 +137,8 @@ def mark_only_lora_as_trainable(model: nn.Module, bias: str = "none") -> nn.Modu
     for layer in layers:
         layer.lora_A.requires_grad_(True)
         layer.lora_B.requires_grad_(True)
+        if layer.use_dora:
+            layer.lora_magnitude_vector.requires_grad_(True)
         if bias == "lora_only" and layer.base_layer.bias is not None:
             layer.base_layer.bias.requires_grad_(True)
     if bias == "all":

@@ -28,6 +28,7 @@ def test_accepted_values():
     assert cfg.target_modules == ["q_proj", "v_proj"]  # a tuple or set becomes a sorted list
     assert LoraConfig(target_modules="all-linear").target_modules == "all-linear"
     assert LoraConfig(init_lora_weights=False).init_lora_weights is False
+    assert LoraConfig(use_dora=True).use_dora is True  # DoRA: tests/test_dora.py
 
 
 @pytest.mark.parametrize("kwargs, error, words", [
@@ -42,7 +43,6 @@ def test_accepted_values():
     ({"lora_dropout": 1.0}, ValueError, "[0, 1)"),
     ({"init_lora_weights": "kaiming"}, ValueError, "init_lora_weights"),
     ({"init_lora_weights": 1}, ValueError, "init_lora_weights"),
-    ({"use_dora": True}, ValueError, "DoRA is not implemented yet"),
     ({"bias": "some"}, ValueError, "bias must be one of"),
     ({"target_modules": []}, ValueError, "non-empty list"),
     ({"target_modules": ["q_proj", 3]}, ValueError, "non-empty list"),

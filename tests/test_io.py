@@ -223,7 +223,6 @@ def test_config_r_disagrees_with_tensors(saved):
 
 @pytest.mark.parametrize("change, message", [
     ({"peft_type": "IA3"}, "peft_type is 'IA3'"),
-    ({"use_dora": True}, "DoRA"),
     ({"modules_to_save": ["lm_head"]}, "modules_to_save"),
     ({"bias": "all"}, "bias='all'"),
     ({"init_lora_weights": "pissa"}, "Convert it to plain LoRA"),
