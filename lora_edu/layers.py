@@ -73,7 +73,8 @@ class LoraLinear(nn.Module):
     dtype; they live on the base layer's device. Merging is explicit: ``merge()`` / ``unmerge()``.
     """
 
-    use_dora = False  # class default: subclasses with their own __init__ (QLoRALinear) are plain LoRA
+    use_dora = False  # class default; set per layer in __init__
+    base_types: tuple[type, ...] = (nn.Linear,)  # what this class wraps (QLoRALinear: a 4-bit NF4Linear)
 
     def __init__(self, base_layer: nn.Linear, r: int, lora_alpha: float, lora_dropout: float = 0.0,
                  use_rslora: bool = False, init_lora_weights: bool | str = True, use_dora: bool = False):
@@ -81,9 +82,11 @@ class LoraLinear(nn.Module):
         if hasattr(base_layer, "lora_A"):
             raise ValueError("base_layer already has a LoRA adapter; wrapping it again would stack two "
                              "adapters. Use it as it is, or wrap its .base_layer instead.")
-        if not isinstance(base_layer, nn.Linear):
-            raise TypeError(f"LoraLinear wraps an nn.Linear, got {type(base_layer).__name__}. Target the "
-                            "linear layers inside it instead (e.g. 'q_proj' rather than 'self_attn').")
+        if not isinstance(base_layer, self.base_types):
+            wanted = " or ".join("nn.Linear" if t is nn.Linear else t.__name__ for t in self.base_types)
+            raise TypeError(f"{type(self).__name__} wraps an {wanted}, got {type(base_layer).__name__}. "
+                            "Target the linear layers inside it instead (e.g. 'q_proj' rather than "
+                            "'self_attn').")
         check_lora_hyperparameters(r, lora_alpha, lora_dropout, init_lora_weights)
         in_features, out_features = base_layer.in_features, base_layer.out_features
         if r > min(in_features, out_features):
@@ -104,7 +107,7 @@ class LoraLinear(nn.Module):
         self.lora_A = nn.Linear(in_features, r, bias=False)   # weight (r, in): x (..., in) -> (..., r)
         self.lora_B = nn.Linear(r, out_features, bias=False)  # weight (out, r): (..., r) -> (..., out)
         self.reset_lora_parameters(init_lora_weights)
-        weight = base_layer.weight
+        weight = base_layer.weight  # (an NF4Linear dequantizes it: once per layer, for its dtype and device)
         dtype = torch.float32 if weight.dtype in (torch.float16, torch.bfloat16) else weight.dtype
         self.lora_A.to(device=weight.device, dtype=dtype)
         self.lora_B.to(device=weight.device, dtype=dtype)

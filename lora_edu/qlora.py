@@ -16,14 +16,13 @@ Explained in notebooks/07_qlora.ipynb; the NF4 format itself is notebook 06 (``l
 
 from __future__ import annotations
 
-import math
 import warnings
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import LoraConfig, check_lora_hyperparameters
+from .config import LoraConfig
 from .double_quant import NestedAbsmax
 from .intquant import check_blocksize
 from .layers import LoraLinear
@@ -128,17 +127,9 @@ class NF4Linear(nn.Module):
     def dequantize(self, dtype: torch.dtype | None = None) -> torch.Tensor:
         """The (out, in) weight from the 4-bit buffers, in ``dtype`` (default: the compute dtype).
 
-        Bit for bit ``dequantize_nf4(self.quant_state())``, about twice as fast: it runs twice per training
-        step, so it looks up whole bytes (256 entries -> 2 values) instead of unpacking nibbles first.
+        ``dequantize_nf4(self.quant_state())`` (fp32), then cast; it runs twice per training step.
         """
-        dtype = dtype or self.compute_dtype
-        q = self.quant_state()
-        if (self.in_features * self.out_features) % self.blocksize:  # a short last block: the plain path
-            return dequantize_nf4(q).to(dtype)
-        pairs = torch.stack([q.code.repeat_interleave(16), q.code.repeat(16)], dim=1)  # (256, 2): hi, lo
-        values = pairs.index_select(0, self.codes.long()).view(-1, self.blocksize)  # (n_blocks, blocksize)
-        weight = values * q.block_absmax()[:, None]  # each block times its constant
-        return weight.view(self.out_features, self.in_features).to(dtype)
+        return dequantize_nf4(self.quant_state()).to(dtype or self.compute_dtype)
 
     @property
     def weight(self) -> torch.Tensor:
@@ -164,36 +155,23 @@ class QLoRALinear(LoraLinear):
     """LoRA around a frozen ``NF4Linear``: ``base_layer(x) + lora_B(lora_A(dropout(x))) * scaling``.
 
     Same arguments, names, init, scaling, forward and ``get_delta_weight`` as ``LoraLinear`` (inherited).
-    ``LoraLinear.__init__`` accepts an ``nn.Linear`` only, so the constructor below repeats its few lines
-    for an ``NF4Linear`` base. The adapters are in the compute dtype, or fp32 when that is fp16/bf16
-    (LoraLinear's rule, PEFT's default). ``merge()`` / ``unmerge()`` dequantize, add / subtract the
+    Only ``base_types`` differs, so LoraLinear's constructor builds it. The adapters are in the compute
+    dtype, or fp32 when that is fp16/bf16 (LoraLinear's rule, PEFT's default). ``merge()`` / ``unmerge()`` dequantize, add / subtract the
     update, re-quantize, and warn: the result is rounded to NF4 again (measured in notebook 07).
     """
 
+    base_types = (NF4Linear,)  # LoraLinear's constructor does the rest: checks, A and B, init, placement
+
     def __init__(self, base_layer: NF4Linear, r: int, lora_alpha: float, lora_dropout: float = 0.0,
-                 use_rslora: bool = False, init_lora_weights: bool | str = True):
-        nn.Module.__init__(self)
-        if not isinstance(base_layer, NF4Linear):
-            raise TypeError(f"QLoRALinear wraps an NF4Linear, got {type(base_layer).__name__}. For an "
-                            "nn.Linear use QLoRALinear.from_linear(linear, r, lora_alpha) (quantizes it) "
-                            "or LoraLinear (keeps it in full precision).")
-        check_lora_hyperparameters(r, lora_alpha, lora_dropout, init_lora_weights)
-        low = min(base_layer.in_features, base_layer.out_features)
-        if r > low:
-            raise ValueError(f"r={r} is larger than min(in_features, out_features) = {low}: B @ A cannot "
-                             f"have rank above that. Use r <= {low}.")
-        self.base_layer = base_layer.requires_grad_(False)
-        self.r, self.lora_alpha, self.use_rslora = r, lora_alpha, use_rslora
-        self.scaling = lora_alpha / math.sqrt(r) if use_rslora else lora_alpha / r
-        self.lora_dropout = nn.Dropout(p=lora_dropout) if lora_dropout > 0.0 else nn.Identity()
-        self.lora_A = nn.Linear(base_layer.in_features, r, bias=False)   # (r, in), built in PEFT's order
-        self.lora_B = nn.Linear(r, base_layer.out_features, bias=False)  # (out, r)
-        self.reset_lora_parameters(init_lora_weights)
-        dtype = base_layer.compute_dtype
-        dtype = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
-        self.lora_A.to(device=base_layer.codes.device, dtype=dtype)
-        self.lora_B.to(device=base_layer.codes.device, dtype=dtype)
-        self.merged = False
+                 use_rslora: bool = False, init_lora_weights: bool | str = True, use_dora: bool = False):
+        if use_dora:
+            raise ValueError("DoRA on a 4-bit base is not supported here: its merge would need the row norms "
+                             "of a weight that is rounded again on every merge. Use use_dora=False, or "
+                             "DoRA on a full-precision LoraLinear.")
+        if isinstance(base_layer, nn.Linear):
+            raise TypeError("QLoRALinear wraps an NF4Linear, got an nn.Linear. Use QLoRALinear.from_linear("
+                            "linear, r, lora_alpha) (quantizes it) or LoraLinear (keeps full precision).")
+        super().__init__(base_layer, r, lora_alpha, lora_dropout, use_rslora, init_lora_weights)
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, r: int, lora_alpha: float, lora_dropout: float = 0.0,
@@ -281,6 +259,9 @@ def prepare_qlora(model: nn.Module, config: LoraConfig | None = None,
     as ``inject_lora``. Checks everything before changing the model; returns it (changed in place).
     """
     config = LoraConfig() if config is None else config
+    if config.use_dora:
+        raise ValueError("prepare_qlora does not do DoRA (use_dora=True): DoRA on a 4-bit base is not "
+                         "supported here. Use use_dora=False, or inject_lora on a full-precision model.")
     existing = [n for n, m in model.named_modules() if hasattr(m, "lora_A")]
     if existing:
         raise ValueError(f"The model already has {len(existing)} LoRA layers (e.g. {existing[0]!r}). "

@@ -401,3 +401,10 @@ def test_bad_merges():
     assert not layer.merged and torch.equal(layer.base_layer.codes, codes)
     with pytest.raises(ValueError, match="must have shape"):
         layer.base_layer.quantize_(torch.zeros(64, 48))
+
+
+def test_dora_on_a_4bit_base_is_refused_not_silently_dropped():
+    with pytest.raises(ValueError, match="DoRA on a 4-bit base"):
+        QLoRALinear(NF4Linear.from_linear(nn.Linear(8, 8)), r=2, lora_alpha=4, use_dora=True)
+    with pytest.raises(ValueError, match="does not do DoRA"):
+        prepare_qlora(tiny_llama(), LoraConfig(r=2, use_dora=True))
