@@ -143,7 +143,7 @@ def check_subspace_phi(answer) -> Check:
     E = torch.eye(5, dtype=torch.float64)
     expected = subspace_similarity(E[[0, 1]], E[[1, 2, 3]], 2, 3)
     return check_value("01.5 subspace similarity", answer, expected,
-                       hint="||U_A^T U_B||_F^2 counts the shared directions (each contributes 1); "
+                       hint="||V_1^T V_2||_F^2 counts the shared directions (each contributes 1); "
                             "divide by min(i, j).")
 
 # --- notebook 02 ---

@@ -103,8 +103,10 @@ def plot_rank_k(W, k: int, svd=None, cmap: str = "gray", name: str = "picture"):
         axes[1].imshow(W_k, cmap=cmap, **lim)
         axes[1].set_title(f"best rank-{k} approximation W_k", fontsize=10)
         r = float(torch.quantile(R.abs().flatten().float(), 0.99)) + 1e-12  # clip the rare extremes: contrast
-        axes[2].imshow(R, cmap="RdBu_r", vmin=-r, vmax=r)
-        axes[2].set_title(f"residual W - W_k (colour scale +-{r:.2g})", fontsize=10)
+        im = axes[2].imshow(R, cmap="RdBu_r", vmin=-r, vmax=r)
+        axes[2].set_title("residual W - W_k", fontsize=10)
+        cbar = fig.colorbar(im, ax=axes[2], fraction=0.046, pad=0.04)
+        cbar.set_label("red: W > W_k (W_k too low)\nblue: W < W_k (W_k too high)", fontsize=9)
         for ax in axes[:3]:
             ax.axis("off")
         ax = axes[3]
@@ -150,10 +152,10 @@ def plot_similarity_grids(grids: dict, side: str = "right"):
             p, q = grid.shape
             im = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", origin="lower",
                            extent=(0.5, q + 0.5, 0.5, p + 0.5))
-            ax.set_xlabel("j (top-j directions of the 2nd)")
-            ax.set_title(title, fontsize=10)
+            ax.set_xlabel("j (top-j directions of the 2nd)", fontsize=12)
+            ax.set_title(title, fontsize=13)
             ax.grid(False)
-        axes[0, 0].set_ylabel("i (top-i directions of the 1st)")
+        axes[0, 0].set_ylabel("i (top-i directions of the 1st)", fontsize=12)
         fig.colorbar(im, ax=axes[0].tolist(), label=rf"$\phi(i, j)$ ({side} singular vectors)")
     plt.show()
     return fig
@@ -214,7 +216,13 @@ def plot_scaling(lora_alpha: float, ranks, change: dict | None = None, mark_r: i
         ax.set_xlabel("rank r")
         ax.set_ylabel("scaling")
         ax.set_title(f"scaling at lora_alpha = {lora_alpha:g}")
-        ax.legend()
+        handles, _ = ax.get_legend_handles_labels()
+        if mark_r is not None:  # a legend entry for the open circles, kept out of ax.lines
+            from matplotlib.lines import Line2D
+
+            handles.append(Line2D([], [], ls="", marker="o", ms=11, mfc="none", color="C3",
+                                  label=f"r = {mark_r} (used in the text)"))
+        ax.legend(handles=handles)
         if change:
             ax = axes[0, 1]
             for i, (label, values) in enumerate(change.items()):
@@ -336,8 +344,10 @@ def plot_loss_curves(curves: dict, floors: dict | None = None, ax=None,
     """One log-scale line per ``label -> losses`` (index = step); ``floors`` maps a label to a dotted floor.
 
     Losses are clipped at 1e-12 so an exact zero still shows. ``styles`` maps a label to plot kwargs.
+    Minor log ticks carry no labels; when the curves span under two decades, ticks at 1, 2, 5 x 10^n do.
     """
     import torch
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     with style():
         if ax is None:
@@ -353,6 +363,11 @@ def plot_loss_curves(curves: dict, floors: dict | None = None, ax=None,
         ax.set_xlabel("training step")
         ax.set_ylabel(ylabel)
         ax.set_title(title)
+        low, high = ax.get_ylim()
+        if high / low < 100:  # under two decades: label 1, 2, 5 x 10^n instead of awkward minor labels
+            ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
         ax.legend(fontsize=9)
     return ax
 
@@ -402,10 +417,11 @@ def plot_toy_run(r: int = 4, lora_alpha: float = 8.0, use_rslora: bool = False, 
     rule = r"$\alpha/\sqrt{r}$" if use_rslora else r"$\alpha/r$"
     with style():
         fig, axes = plt.subplots(1, 2, figsize=(13, 3.8))
-        label = f"r={r}, alpha={lora_alpha:g}, scaling {rule} = {run.scaling:.3g}"
+        label = f"r = {r}, alpha = {lora_alpha:g}, scaling {rule} = {run.scaling:.3g}"
         plot_loss_curves({label: run.expected_losses}, {label: floor}, ax=axes[0],
-                         title=f"final loss {run.final_loss:.3g}, floor {floor:.3g} ({run.seconds:.2f} s)")
-        plot_singular_values(task.singular_values, {f"learned, r={r}": run.delta}, n=max(task.k + 2, 6),
+                         title=f"{steps} steps, trained in {run.seconds:.2f} s: final loss {run.final_loss:.3g}, "
+                               f"floor {floor:.3g}")
+        plot_singular_values(task.singular_values, {f"learned, r = {r}": run.delta}, n=max(task.k + 2, 6),
                              ax=axes[1], title="singular values of the update")
         fig.tight_layout()
     plt.show()
