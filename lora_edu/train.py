@@ -1,0 +1,300 @@
+"""Supervised fine-tuning of a chat model with LoRA: chat-template examples, padding, the training loop.
+
+- ``build_example``: the user's prompt through the model's chat template, then the exact answer and the
+  end-of-turn token that closes it. Labels are -100 (ignored by the loss) on the prompt and template tokens,
+  so the model is trained only to *answer*, and to stop: the end token is a label too.
+- ``collate``: right padding for training, with an attention mask; padded labels are -100.
+- ``train``: AdamW over the trainable (LoRA) parameters only, gradient clipping, linear or cosine learning-rate
+  schedule with warmup, periodic evaluation, a ``tqdm.auto`` bar, and a ``TrainResult`` with the loss history.
+  Device and precision come from ``runtime.precision_policy``: bf16 autocast on Ampere+ GPUs, fp16 autocast
+  with a ``GradScaler`` on older GPUs (Colab's T4), plain fp32 on the CPU.
+
+LoRA: Hu et al. 2021, arXiv 2106.09685 (section 4.1: only A and B are optimised, with Adam). AdamW: Loshchilov &
+Hutter, arXiv 1711.05101. Explained in notebooks/04_lora_in_a_transformer.ipynb; evaluation is in
+``lora_edu.evaluate``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+
+from .runtime import Precision, get_device, precision_policy, seed_everything
+
+IGNORE_INDEX = -100  # torch.nn.functional.cross_entropy's default ignore_index: no loss at these positions
+SCHEDULES = ("linear", "cosine", "constant")
+
+
+# --- chat-template formatting ---------------------------------------------------------------------------
+def _check_chat_template(tokenizer) -> None:
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError("The tokenizer has no chat template, so a prompt cannot be formatted as a chat turn. "
+                         "Use an instruct model's tokenizer (load_model() gives SmolLM2-135M-Instruct's).")
+
+
+def prompt_ids(tokenizer, prompt: str) -> list[int]:
+    """Token ids of the chat-formatted user turn plus the assistant header the answer follows."""
+    _check_chat_template(tokenizer)
+    text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
+                                         tokenize=False)
+    return tokenizer(text, add_special_tokens=False)["input_ids"]  # the template already has its specials
+
+
+def end_token_id(tokenizer) -> int:
+    """The token that closes an assistant turn in the chat template (``<|im_end|>`` for SmolLM2).
+
+    Found by rendering a turn with a marker as the answer and reading the first token after the marker, so
+    it is the template's own end-of-turn token, whatever the tokenizer calls its EOS.
+    """
+    _check_chat_template(tokenizer)
+    marker = "ANSWER_MARKER_7f3a"
+    text = tokenizer.apply_chat_template([{"role": "user", "content": "q"},
+                                          {"role": "assistant", "content": marker}], tokenize=False)
+    after = text[text.rindex(marker) + len(marker):]
+    ids = tokenizer(after, add_special_tokens=False)["input_ids"]
+    if not ids or ids[0] not in tokenizer.all_special_ids:
+        raise ValueError(f"The chat template closes an answer with {after!r}, which does not start with a "
+                         "special token; cannot tell where the answer ends. Use an instruct model's tokenizer.")
+    return ids[0]
+
+
+def pad_token_id(tokenizer) -> int:
+    """The id used for padding: the tokenizer's pad token, else its EOS (padding is masked out anyway)."""
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if pad is None:
+        raise ValueError("The tokenizer has neither a pad nor an EOS token. Set tokenizer.pad_token first.")
+    return pad
+
+
+def check_examples(examples, name: str = "examples") -> None:
+    """Refuse an empty dataset or an example without a "prompt" and a "target" string."""
+    if not isinstance(examples, (list, tuple)) or len(examples) == 0:
+        raise ValueError(f"{name} is empty (or not a list); pass a list of dicts with 'prompt' and 'target', "
+                         "e.g. data.load_task('format', 'train').")
+    for i, ex in enumerate(examples):
+        missing = [k for k in ("prompt", "target") if not isinstance(ex, dict) or not isinstance(ex.get(k), str)]
+        if missing:
+            raise ValueError(f"{name}[{i}] lacks the string field(s) {missing}; every example needs "
+                             "'prompt' (the user message) and 'target' (the exact answer).")
+
+
+def build_example(tokenizer, prompt: str, target: str) -> dict[str, list[int]]:
+    """``input_ids`` = chat prompt + answer + end token; ``labels`` = -100 on the prompt, the ids on the rest.
+
+    The answer is tokenized on its own and appended. This equals tokenizing the whole conversation as the
+    template renders it (minus what the template adds after the end token, e.g. "\\n") because the prompt
+    ends in a newline that BPE never merges with the answer; tests/test_train.py checks it on both tasks.
+    """
+    context = prompt_ids(tokenizer, prompt)
+    answer = tokenizer(target, add_special_tokens=False)["input_ids"] + [end_token_id(tokenizer)]
+    return {"input_ids": context + answer, "labels": [IGNORE_INDEX] * len(context) + answer}
+
+
+def pad_batch(sequences: list[list[int]], pad_value: int, side: str = "right") -> torch.Tensor:
+    """Stack sequences into (batch, longest), padding on the right (training) or left (generation)."""
+    if side not in ("right", "left"):
+        raise ValueError(f"side must be 'right' or 'left', got {side!r}.")
+    longest = max(len(s) for s in sequences)
+    rows = [[pad_value] * (longest - len(s)) + s if side == "left" else s + [pad_value] * (longest - len(s))
+            for s in sequences]
+    return torch.tensor(rows, dtype=torch.long)
+
+
+def collate(features: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded (batch, seq) ``input_ids``, ``attention_mask`` (1 = real token) and ``labels``."""
+    ids = [f["input_ids"] for f in features]
+    return {"input_ids": pad_batch(ids, pad_id),
+            "attention_mask": pad_batch([[1] * len(s) for s in ids], 0),
+            "labels": pad_batch([f["labels"] for f in features], IGNORE_INDEX)}  # pads never count
+
+
+# --- schedule and one optimisation step -----------------------------------------------------------------
+def lr_factor(step: int, steps: int, warmup_steps: int = 0, schedule: str = "linear") -> float:
+    """Multiplier of the peak lr at optimiser step ``step`` (0-based).
+
+    Warmup rises linearly, (step + 1) / warmup_steps, reaching 1 at step warmup_steps - 1; then "linear" falls
+    towards 0, "cosine" follows half a cosine towards 0, "constant" stays at 1. The last step still has a
+    positive lr (1 / (steps - warmup_steps) of the peak for "linear"), so no step is wasted on lr = 0.
+    """
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, steps - warmup_steps)  # 0 right after warmup, < 1 at the end
+    if schedule == "linear":
+        return 1.0 - progress
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    return 1.0
+
+
+def to_device(batch: dict[str, torch.Tensor], device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def training_step(model, batch, optimizer, scaler, precision: Precision, max_grad_norm: float | None):
+    """Forward, backward, clip, step. Returns (loss, grad norm before clipping); leaves the clipped grads."""
+    optimizer.zero_grad(set_to_none=True)
+    with precision.autocast():
+        loss = model(**batch).loss  # mean cross-entropy over the label tokens (the answers)
+    if not torch.isfinite(loss):  # stop before the step: the adapter keeps its last good values
+        return loss.item(), float("nan")
+    scaler.scale(loss).backward()  # scaled by GradScaler on fp16; a no-op scale otherwise
+    scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
+    params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+    norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm if max_grad_norm else float("inf"))
+    if not torch.isfinite(norm) and not scaler.is_enabled():
+        return loss.item(), norm.item()  # no step: the caller stops with a clear message
+    scaler.step(optimizer)  # with fp16 a step with inf/NaN gradients is skipped and the scale lowered
+    scaler.update()
+    return loss.item(), norm.item()
+
+
+@torch.no_grad()
+def validation_loss(model, tokenizer, examples, batch_size: int = 8, precision: Precision | None = None) -> float:
+    """Mean cross-entropy per answer token over ``examples`` (the loss train() minimises, on held-out data)."""
+    check_examples(examples)
+    device = next(model.parameters()).device
+    precision = precision or precision_policy(device)
+    was_training, pad = model.training, pad_token_id(tokenizer)
+    model.eval()
+    total, count = 0.0, 0
+    for i in range(0, len(examples), batch_size):
+        feats = [build_example(tokenizer, ex["prompt"], ex["target"]) for ex in examples[i:i + batch_size]]
+        batch = to_device(collate(feats, pad), device)
+        with precision.autocast():
+            n = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())  # labels are shifted by one inside
+            total += model(**batch).loss.float().item() * n
+        count += n
+    model.train(was_training)
+    return total / count
+
+
+# --- the loop -------------------------------------------------------------------------------------------
+class TrainingDiverged(FloatingPointError):
+    """The loss or the gradients became NaN/Inf; ``.result`` holds the history up to the last good step."""
+
+    def __init__(self, message: str, result: TrainResult):
+        super().__init__(message)
+        self.result = result
+
+
+@dataclass
+class TrainResult:
+    history: list[dict] = field(default_factory=list)  # per step: step, loss, lr, grad_norm
+    eval_history: list[dict] = field(default_factory=list)  # per evaluation: step, val_loss[, metrics]
+    wall_time_s: float = 0.0  # the whole call, evaluations included
+    train_time_s: float = 0.0  # the optimisation steps only
+    tokens_per_s: float = 0.0  # real (unpadded) tokens through forward + backward per second of training
+    peak_memory_bytes: int | None = None  # torch.cuda.max_memory_allocated; None on the CPU
+    device: str = "cpu"
+    precision: str = ""
+
+
+def _check_arguments(model, steps, batch_size, lr, warmup_steps, schedule, max_grad_norm, eval_every):
+    for name, value in (("steps", steps), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {value!r}.")
+    if not lr > 0:
+        raise ValueError(f"lr must be > 0, got {lr!r} (LoRA usually trains at 1e-4 .. 1e-3).")
+    if not 0 <= warmup_steps < steps:
+        raise ValueError(f"warmup_steps must be in [0, steps) = [0, {steps}), got {warmup_steps!r}.")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}.")
+    if max_grad_norm is not None and not max_grad_norm > 0:
+        raise ValueError(f"max_grad_norm must be > 0 or None (no clipping), got {max_grad_norm!r}.")
+    if eval_every is not None and (not isinstance(eval_every, int) or eval_every < 1):
+        raise ValueError(f"eval_every must be an int >= 1 or None, got {eval_every!r}.")
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("The model has no trainable parameters, so training would change nothing. "
+                         "Call inject_lora(model, LoraConfig(...)) first (it freezes the base, trains A and B).")
+    return params
+
+
+def train(model, tokenizer, train_examples, *, steps: int, batch_size: int = 8, lr: float = 2e-4,
+          warmup_steps: int = 0, schedule: str = "linear", weight_decay: float = 0.0,
+          max_grad_norm: float | None = 1.0, eval_examples=None, eval_every: int | None = None,
+          eval_generate: int = 0, seed: int = 0, device=None, precision: Precision | None = None,
+          progress: bool = True) -> TrainResult:
+    """Fine-tune the trainable parameters of ``model`` (in place) for ``steps`` AdamW steps; see the module doc.
+
+    Batches of ``batch_size`` examples are drawn from a seeded shuffle, epoch after epoch. Every ``eval_every``
+    steps and at the end (when ``eval_examples`` is given) it records the validation loss and, for the first
+    ``eval_generate`` eval examples, greedy-generation metrics (``lora_edu.evaluate.evaluate``). The model is
+    moved to ``device`` (default: CUDA if present) but not cast: load it in ``precision.dtype`` before
+    ``inject_lora``, so 16-bit bases get fp32 adapters. It is left in eval mode. Raises ``TrainingDiverged`` on a
+    NaN/Inf loss or gradient, before the step, so the adapter keeps its last good values.
+    """
+    params = _check_arguments(model, steps, batch_size, lr, warmup_steps, schedule, max_grad_norm, eval_every)
+    check_examples(train_examples, "train_examples")
+    if eval_examples is not None:
+        check_examples(eval_examples, "eval_examples")
+    if device is None:  # a given precision names its device type; else CUDA when present
+        device = torch.device(precision.device_type) if precision is not None else get_device()
+    device = torch.device(device)
+    precision = precision or precision_policy(device)
+    if precision.use_grad_scaler and any(p.dtype != torch.float32 for p in params):
+        raise ValueError("GradScaler needs fp32 trainable parameters (it cannot unscale fp16 gradients). Cast "
+                         "the base model first, then inject_lora: the adapters are then created in fp32.")
+    start = time.perf_counter()
+    seed_everything(seed)
+    model.to(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    pad = pad_token_id(tokenizer)
+    features = [build_example(tokenizer, ex["prompt"], ex["target"]) for ex in train_examples]
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, steps, warmup_steps, schedule))
+    scaler = precision.grad_scaler()
+    generator = torch.Generator().manual_seed(seed)
+    order: list[int] = []
+    result = TrainResult(device=str(device), precision=precision.reason)
+    tokens, train_time = 0, 0.0
+
+    def evaluate_now(step: int) -> None:
+        record = {"step": step, "val_loss": validation_loss(model, tokenizer, eval_examples, batch_size,
+                                                            precision)}
+        if eval_generate:
+            from .evaluate import evaluate  # here, not at the top: evaluate imports this module
+
+            metrics = evaluate(model, tokenizer, eval_examples[:eval_generate], batch_size=batch_size)
+            record.update({k: v for k, v in metrics.items() if k != "predictions"})
+        result.eval_history.append(record)
+
+    model.train()
+    bar = tqdm(range(steps), desc="training", disable=not progress)
+    for step in bar:
+        if len(order) < batch_size:  # a fresh shuffle of the whole set for every epoch
+            order += torch.randperm(len(features), generator=generator).tolist()
+        chosen, order = order[:batch_size], order[batch_size:]
+        batch = to_device(collate([features[i] for i in chosen], pad), device)
+        t0 = time.perf_counter()
+        current_lr = optimizer.param_groups[0]["lr"]
+        loss, norm = training_step(model, batch, optimizer, scaler, precision, max_grad_norm)
+        if not (math.isfinite(loss) and (math.isfinite(norm) or scaler.is_enabled())):
+            model.eval()
+            raise TrainingDiverged(f"step {step}: loss {loss}, gradient norm {norm}. The adapter keeps its "
+                                   "values from the last good step. Fix: lower lr (e.g. by 10x), keep "
+                                   "max_grad_norm set, or use bf16/fp32 instead of fp16.", result)
+        with warnings.catch_warnings():  # fp16: a skipped overflow step makes torch warn; the schedule goes on
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+            scheduler.step()
+        train_time += time.perf_counter() - t0
+        tokens += int(batch["attention_mask"].sum())
+        result.history.append({"step": step, "loss": loss, "lr": current_lr, "grad_norm": norm})
+        bar.set_postfix(loss=f"{loss:.3f}", lr=f"{current_lr:.2e}")
+        if eval_examples is not None and ((eval_every and (step + 1) % eval_every == 0) or step + 1 == steps):
+            evaluate_now(step + 1)
+            model.train()
+    model.eval()
+    optimizer.zero_grad(set_to_none=True)
+    result.train_time_s, result.wall_time_s = train_time, time.perf_counter() - start
+    result.tokens_per_s = tokens / train_time if train_time > 0 else 0.0
+    if device.type == "cuda":
+        result.peak_memory_bytes = torch.cuda.max_memory_allocated(device)
+    return result
