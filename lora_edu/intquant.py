@@ -11,7 +11,8 @@ only a few of the levels: blockwise absmax gives every ``blocksize`` consecutive
 (QLoRA, Dettmers et al. 2023, arXiv 2305.14314, section 2 "Block-wise k-bit Quantization").
 
 Every quantizer here rounds to nearest (``torch.round``, ties to even) and keeps the constants in fp32.
-The input checks (``check_weight``, ``check_blocksize``) are shared by all the quantizers of lora_edu.
+The input checks (``check_weight``, ``check_finite``, ``check_blocksize``) are shared by all the
+quantizers of lora_edu.
 """
 
 from __future__ import annotations
@@ -24,8 +25,11 @@ FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 TINY = 1e-38  # a block of zeros has absmax 0; dividing by max(absmax, TINY) keeps its codes at 0 (as bnb does)
 
 
-def check_weight(weight, name: str = "weight") -> torch.Tensor:
-    """``weight`` if it is a non-empty, finite fp32/fp16/bf16 tensor; otherwise a clear error."""
+def check_weight(weight, name: str = "weight", finite: bool = True) -> torch.Tensor:
+    """``weight`` if it is a non-empty, finite fp32/fp16/bf16 tensor; otherwise a clear error.
+
+    ``finite=False`` skips the NaN/Inf scan, for a caller that runs ``check_finite`` itself later.
+    """
     if not torch.is_tensor(weight):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(weight).__name__}. "
                         f"Fix: torch.as_tensor({name}, dtype=torch.float32).")
@@ -35,6 +39,18 @@ def check_weight(weight, name: str = "weight") -> torch.Tensor:
     if weight.numel() == 0:
         raise ValueError(f"{name} is empty (shape {tuple(weight.shape)}); there is nothing to quantize. "
                          "Fix: pass the layer's weight, e.g. layer.weight.data.")
+    return check_finite(weight, name) if finite else weight
+
+
+def check_finite(weight: torch.Tensor, name: str = "weight",
+                 absmax: torch.Tensor | None = None) -> torch.Tensor:
+    """``weight`` if it holds no NaN or Inf; otherwise a ValueError that counts them.
+
+    ``absmax``: the weight's block absmax, if already computed. ``amax`` propagates NaN and Inf, so the
+    weight is finite exactly when its few absmax values are: checking them first skips a full scan.
+    """
+    if absmax is not None and absmax.isfinite().all():
+        return weight
     finite = torch.isfinite(weight)
     if not finite.all():
         n_nan = int(torch.isnan(weight).sum())

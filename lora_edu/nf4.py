@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .double_quant import NestedAbsmax, double_dequantize, double_quantize
-from .intquant import TINY, check_blocksize, check_weight, to_blocks
+from .intquant import TINY, check_blocksize, check_finite, check_weight, to_blocks
 
 NF4_OFFSET = 0.9677083  # bitsandbytes' outermost quantile; see nf4_code_from_quantiles
 
@@ -90,22 +90,35 @@ def pack_4bit(codes: torch.Tensor) -> torch.Tensor:
     if not torch.is_tensor(codes) or codes.dtype != torch.uint8:
         raise TypeError(f"codes must be a uint8 tensor, got {getattr(codes, 'dtype', type(codes).__name__)}. "
                         "Fix: codes.to(torch.uint8).")
-    if codes.ndim != 1 or codes.numel() % 2 or (codes > 15).any():
+    if codes.ndim != 1 or codes.numel() % 2 or (codes.numel() and codes.max() > 15):
         raise ValueError(f"codes must be a 1-D tensor of an even number of values in 0..15, got shape "
                          f"{tuple(codes.shape)}, max {int(codes.max()) if codes.numel() else None}. "
                          "Fix: flatten, and append the code of 0.0 if the count is odd.")
     return (codes[0::2] << 4) | codes[1::2]
 
 
-def unpack_4bit(packed: torch.Tensor, n: int) -> torch.Tensor:
-    """(ceil(n/2),) bytes -> the first ``n`` codes (n,) uint8, in the order ``pack_4bit`` took them."""
+def _check_packed(packed, n: int) -> None:
     if not torch.is_tensor(packed) or packed.dtype != torch.uint8:
         raise TypeError(f"packed codes must be a uint8 tensor, got "
                         f"{getattr(packed, 'dtype', type(packed).__name__)}. Fix: pass q.codes unchanged.")
     if packed.numel() != -(-n // 2):
         raise ValueError(f"{n} codes need {-(-n // 2)} bytes, got {packed.numel()}. "
                          "Fix: pass the codes that were quantized with this shape.")
+
+
+def unpack_4bit(packed: torch.Tensor, n: int) -> torch.Tensor:
+    """(ceil(n/2),) bytes -> the first ``n`` codes (n,) uint8, in the order ``pack_4bit`` took them."""
+    _check_packed(packed, n)
     return torch.stack([packed.reshape(-1) >> 4, packed.reshape(-1) & 0x0F], dim=1).reshape(-1)[:n]
+
+
+def byte_table(code: torch.Tensor) -> torch.Tensor:
+    """(256, 2): the two values each byte stands for, ``code[byte >> 4]`` and ``code[byte & 15]``.
+
+    One lookup decodes two codes: ``byte_table(code)[packed.long()].reshape(-1)[:n]`` equals
+    ``code[unpack_4bit(packed, n).long()]``.
+    """
+    return torch.stack([code.repeat_interleave(16), code.repeat(16)], dim=1)  # row b: code[b//16], code[b%16]
 
 
 # --- quantize / dequantize with any 16-value code --------------------------------------------------------
@@ -143,21 +156,26 @@ class Quant4bit:
 
 
 def nearest_code(values: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
-    """The index (uint8) of the nearest of the 16 ``code`` values: bucketize against the midpoints.
+    """The index (uint8) of the nearest of the 16 ``code`` values: the number of midpoints below the value.
 
-    A value exactly on a midpoint goes to the smaller code value, as in bitsandbytes. ``code`` need not be
-    sorted (FP4's is in bit order): sort it, bucketize, map back.
+    Sorted, the 16 values have 15 midpoints between neighbours; a value above k of them is nearest to the
+    k-th smallest code value. A value exactly on a midpoint goes to the smaller code value, as in
+    bitsandbytes. ``code`` need not be sorted (FP4's is in bit order): count on the sorted one, map back.
     """
-    order = torch.argsort(code, stable=True)
-    ordered = code[order]
+    ordered, order = code.sort(stable=True)
     midpoints = (ordered[:-1] + ordered[1:]) / 2  # 15 boundaries
-    return order[torch.bucketize(values, midpoints)].to(torch.uint8)
+    index = torch.zeros(values.shape, dtype=torch.uint8, device=values.device)
+    for midpoint in midpoints:  # 15 passes of `>`: same as torch.bucketize(values, midpoints), 3x faster
+        index += values > midpoint
+    if torch.equal(order, torch.arange(16, device=order.device)):  # already sorted (NF4): nothing to map
+        return index
+    return order.to(torch.uint8)[index.long()]
 
 
 def quantize_4bit(weight: torch.Tensor, code: torch.Tensor, blocksize: int = 64,
                   quant_type: str = "custom", double_quant: bool = False) -> Quant4bit:
     """Blockwise absmax into [-1, 1], nearest of the 16 ``code`` values, packed; constants in fp32."""
-    check_weight(weight)
+    check_weight(weight, finite=False)  # NaN / Inf: checked on the absmax below, which is faster
     check_blocksize(blocksize, even=True)
     if not torch.is_tensor(code) or code.shape != (16,) or code.dtype != torch.float32:
         raise ValueError(f"code must be 16 float32 values, got {getattr(code, 'dtype', type(code))} "
@@ -165,6 +183,7 @@ def quantize_4bit(weight: torch.Tensor, code: torch.Tensor, blocksize: int = 64,
     n = weight.numel()
     blocks = to_blocks(weight, blocksize)  # (n_blocks, blocksize) fp32, the last one zero padded
     absmax = blocks.abs().amax(dim=1)  # (n_blocks,)
+    check_finite(weight, absmax=absmax)  # amax propagates NaN and Inf: the weight is finite iff absmax is
     scaled = blocks * (1.0 / absmax.clamp(min=TINY))[:, None]  # in [-1, 1]
     if n % blocksize:  # bitsandbytes treats a short last block apart (clamps, then divides): same bits here
         absmax[-1] = absmax[-1].clamp(min=TINY)
@@ -180,6 +199,7 @@ def quantize_4bit(weight: torch.Tensor, code: torch.Tensor, blocksize: int = 64,
 def _check_quant4bit(q) -> None:
     if not isinstance(q, Quant4bit):
         raise TypeError(f"expected a Quant4bit (from quantize_nf4 / quantize_fp4), got {type(q).__name__}.")
+    _check_packed(q.codes, q.shape.numel())
     n_blocks = -(-q.shape.numel() // q.blocksize)
     if q.double_quant:
         if q.nested.codes.shape != (n_blocks,):
@@ -194,13 +214,21 @@ def _check_quant4bit(q) -> None:
 
 
 def dequantize_4bit(q: Quant4bit) -> torch.Tensor:
-    """The weight back, in its original shape and dtype: ``code[codes] * absmax_of_its_block``."""
+    """The weight back, in its original shape and dtype: ``code[codes] * absmax_of_its_block``.
+
+    Reads whole bytes through ``byte_table`` (two values per lookup) rather than unpacking the nibbles
+    first (``unpack_4bit``): the same numbers, faster. ``NF4Linear`` runs this twice per training step.
+    """
     _check_quant4bit(q)
-    n = q.shape.numel()
-    codes = unpack_4bit(q.codes, n).long()  # (n,)
-    values = q.code.index_select(0, codes)  # = q.code[codes], (n,) in [-1, 1]; index_select is faster
-    scale = q.block_absmax().repeat_interleave(q.blocksize)[:n]  # (n,) each weight's block constant
-    return (values * scale).view(q.shape).to(q.dtype)
+    n, n_blocks = q.shape.numel(), -(-q.shape.numel() // q.blocksize)
+    # For speed, each row of the (256, 2) fp32 table is read as one int64, so the lookup moves 8 bytes at once
+    pairs = byte_table(q.code).view(torch.int64).view(-1)  # (256,): the same bits, two fp32 values each
+    values = pairs.index_select(0, q.codes.int()).view(torch.float32)  # (2 * n_bytes,) = q.code[unpacked]
+    if values.numel() < n_blocks * q.blocksize:  # a short last block: pad it with zeros to a whole block
+        values = torch.nn.functional.pad(values, (0, n_blocks * q.blocksize - values.numel()))
+    # each block times its constant, in place (``values`` is a new tensor: this saves allocating another)
+    blocks = values.view(n_blocks, q.blocksize).mul_(q.block_absmax()[:, None])
+    return blocks.view(-1)[:n].view(q.shape).to(q.dtype)
 
 
 # --- the public NF4 / FP4 entry points -------------------------------------------------------------------

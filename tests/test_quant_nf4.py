@@ -96,6 +96,16 @@ def test_pack_first_code_in_the_high_nibble():
     assert quant.unpack_4bit(packed, 3).tolist() == [1, 2, 15]
 
 
+@pytest.mark.parametrize("n", [2, 7, 64])
+def test_byte_table_decodes_two_codes_per_lookup(n):
+    from lora_edu.nf4 import byte_table
+
+    code = quant.nf4_code()
+    codes = torch.randint(0, 16, (n,), generator=torch.Generator().manual_seed(n), dtype=torch.uint8)
+    packed = quant.pack_4bit(codes if n % 2 == 0 else torch.cat([codes, codes[:1]]))
+    assert torch.equal(byte_table(code)[packed.long()].reshape(-1)[:n], code[codes.long()])
+
+
 def test_nf4_by_hand():
     # one block: absmax 2; 2 -> code 15 (1.0), -2 -> 0 (-1.0), 0 -> 7 (0.0), 0.16 -> 0.08 -> code 8
     q = quant.quantize_nf4(torch.tensor([2.0, -2.0, 0.0, 0.16]), blocksize=64)
