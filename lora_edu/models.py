@@ -14,6 +14,7 @@ The cache lives in ``$LORA_EDU_CACHE`` (default ``~/.cache/lora_edu``). Explaine
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import importlib.util
 import json
@@ -37,6 +38,8 @@ OFFLINE_MODELS = {
 }
 
 MANIFEST = "lora_edu_manifest.json"
+# Bump when the cache layout changes; an older cache is rebuilt. 2: config without GGUF's quantization_config.
+CACHE_VERSION = 2
 
 
 class ModelSourceError(RuntimeError):
@@ -84,9 +87,12 @@ def verify_cache(path: Path) -> str | None:
     if not manifest.is_file():
         return f"{MANIFEST} is missing (an interrupted write?)"
     try:
-        files = json.loads(manifest.read_text())["files"]
+        meta = json.loads(manifest.read_text())
+        files = meta["files"]
     except (ValueError, KeyError) as e:
         return f"{MANIFEST} is unreadable ({e})"
+    if meta.get("version") != CACHE_VERSION:
+        return f"it was written by an older lora_edu (cache version {meta.get('version', 1)}, now {CACHE_VERSION})"
     for fname, meta in files.items():
         f = path / fname
         if not f.is_file():
@@ -110,11 +116,17 @@ def write_cache(model, tokenizer, path: Path, source: str) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=path.parent))
     try:
         save_model(model, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-        model.config.save_pretrained(tmp)
+        config = copy.deepcopy(model.config)
+        # The weights are plain floats now; a leftover GGUF quantization_config would make transformers
+        # treat the cached model as quantized and refuse save_pretrained (e.g. of a merged model).
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        config.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         files = {f.name: {"size": f.stat().st_size, "sha256": _sha256(f)}
                  for f in sorted(tmp.iterdir()) if f.is_file()}
-        (tmp / MANIFEST).write_text(json.dumps({"source": source, "files": files}, indent=1))
+        (tmp / MANIFEST).write_text(json.dumps({"version": CACHE_VERSION, "source": source, "files": files},
+                                               indent=1))
         if path.exists():
             shutil.rmtree(path, ignore_errors=True)
         try:
@@ -229,6 +241,9 @@ def load_model(name: str = DEFAULT_MODEL, *, dtype: torch.dtype = torch.float32,
             "this takes ~20 s once, then it loads from the cache ...")
         model, tokenizer = _load_gguf(gguf)
         write_cache(model, tokenizer, cached, source=f"gguf:{OFFLINE_MODELS[name][0]}/{gguf.name}")
+        # A model built from GGUF refuses save_pretrained (merged models are saved with it): hand back the
+        # ordinary checkpoint just written instead (~2 s).
+        model, tokenizer = _load_local(cached)
         source = f"GGUF file {gguf.name} (package {OFFLINE_MODELS[name][0]}), now cached in {_shown(cached)}"
 
     model = model.to(dtype=dtype, device=device or "cpu").eval()

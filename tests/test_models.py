@@ -1,5 +1,6 @@
 """lora_edu.models: the real SmolLM2 offline (GGUF -> cache), source order, and a clear error per bad input."""
 
+import json
 import shutil
 
 import pytest
@@ -158,3 +159,18 @@ def test_the_model_is_named_by_its_hub_name_not_a_local_folder(built_cache, offl
     _copy_cache(built_cache, offline_cache)
     model, _ = load_model(verbose=False)
     assert model.config.name_or_path == DEFAULT_MODEL
+
+
+def test_a_first_load_from_gguf_can_be_saved_with_save_pretrained(built_cache, tmp_path):
+    _, model, _ = built_cache  # the very first load, converted from the GGUF file
+    model.save_pretrained(tmp_path / "saved")
+    assert (tmp_path / "saved" / "model.safetensors").is_file()
+
+
+def test_a_cache_from_an_older_version_is_rebuilt(built_cache, offline_cache):
+    _copy_cache(built_cache, offline_cache)
+    manifest = models.cache_dir_for(DEFAULT_MODEL, offline_cache) / models.MANIFEST
+    meta = json.loads(manifest.read_text())
+    del meta["version"]  # as written before versions existed (with GGUF's quantization_config)
+    manifest.write_text(json.dumps(meta))
+    assert "older lora_edu" in models.verify_cache(manifest.parent)

@@ -1,0 +1,67 @@
+"""Notebook 04's self-checks accept the reference answers, reject wrong ones, and never raise on `...`."""
+
+import runpy
+from pathlib import Path
+
+import pytest
+
+from lora_edu import exercises, find_target_modules
+
+SOLUTIONS = runpy.run_path(str(Path(__file__).resolve().parents[1] / "notebooks/solutions/04_solutions.py"))
+
+# (checker, name of the reference answer in the solutions file, a plausible wrong answer)
+CASES = [
+    (exercises.check_qv_trainable, "qv_trainable", 30 * 16 * (576 + 576) * 2),  # v_proj taken as 576 -> 576
+    (exercises.check_string_vs_list, "string_vs_list", (30, 30)),  # a string read as a list entry
+    (exercises.check_regex_count, "regex_count", 2),  # "1\d" read as layer 1 only
+    (exercises.check_adam_state_bytes, "adam_state_bytes", 4 * 2_442_240),  # one fp32 state, not two
+]
+
+
+def test_reference_answers_pass(capsys):
+    for check, name, _ in CASES:
+        assert check(SOLUTIONS[name]), name
+    assert capsys.readouterr().out.count("correct!") == len(CASES)
+
+
+def test_wrong_answers_fail_with_a_hint(capsys):
+    for check, name, wrong in CASES:
+        assert not check(wrong), name
+    out = capsys.readouterr().out
+    assert out.count("Hint") == len(CASES) and "correct!" not in out
+
+
+def test_placeholders_do_not_raise(capsys):
+    for check, _, _ in CASES:
+        assert not check(...)
+        assert not check(None)
+    assert capsys.readouterr().out.count("placeholder") == 2 * len(CASES)
+
+
+def test_malformed_answers_do_not_raise():
+    assert not exercises.check_string_vs_list(30)  # a number, not the (string, list) pair
+    assert not exercises.check_qv_trainable("many")
+    assert not exercises.check_adam_state_bytes([1, 2])
+
+
+@pytest.fixture(scope="module")
+def smollm2_shaped():
+    """A random Llama with SmolLM2-135M's layer shapes (no weights loaded: the names and shapes are the point)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(vocab_size=64, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+                         num_attention_heads=9, num_key_value_heads=3, tie_word_embeddings=True)
+    return LlamaForCausalLM(config)
+
+
+def test_the_checkers_shapes_and_names_are_smollm2s(smollm2_shaped):
+    """The checkers' hard-coded SmolLM2 table agrees with a real Llama module tree of that size."""
+    linear = find_target_modules(smollm2_shaped, "all-linear")
+    assert linear == exercises.smollm2_linear_names()
+    for name in linear:
+        module = smollm2_shaped.get_submodule(name)
+        kind = name.rsplit(".", 1)[-1]
+        assert (module.in_features, module.out_features) == exercises.SMOLLM2_LINEAR_SHAPES[kind]
+    assert len(find_target_modules(smollm2_shaped, exercises.EX04_REGEX)) == SOLUTIONS["regex_count"]
+    assert len(find_target_modules(smollm2_shaped, "q_proj")) == SOLUTIONS["string_vs_list"][0]
+    assert len(find_target_modules(smollm2_shaped, ["q_proj"])) == SOLUTIONS["string_vs_list"][1]

@@ -1,0 +1,71 @@
+"""Notebook 04's figures and table show what they claim: counts and shares, loss and lr, MB per part, ✓/✗."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+
+from lora_edu import memory, viz  # noqa: E402
+
+
+def test_trainable_bars_log_scale_with_count_and_share():
+    ax = viz.plot_trainable_by_target({"q, v": 460_800, "all-linear": 2_442_240, "full": 1_000_000_000},
+                                      total=1_000_000_000)
+    assert ax.get_xscale() == "log"
+    assert [p.get_width() for p in ax.patches] == [460_800, 2_442_240, 1_000_000_000]
+    texts = [t.get_text() for t in ax.texts]
+    assert texts == ["460,800 (0.05%)", "2,442,240 (0.24%)", "1,000,000,000 (100.00%)"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["q, v", "all-linear", "full"]
+    plt.close("all")
+
+
+def test_training_loss_plots_each_run_and_the_lr():
+    history = [{"step": s, "loss": 2.0 / (s + 1), "lr": 1e-3 * min(1, (s + 1) / 2)} for s in range(5)]
+    ax = viz.plot_training_loss({"a": history, "b": history[:3]})
+    assert ax.get_yscale() == "log" and len(ax.lines) == 2
+    assert list(ax.lines[0].get_xdata()) == [1, 2, 3, 4, 5]  # steps counted from 1
+    assert list(ax.lines[1].get_ydata()) == pytest.approx([2.0, 1.0, 2 / 3])
+    twin = [a for a in ax.figure.axes if a is not ax][0]
+    assert list(twin.lines[0].get_ydata()) == pytest.approx([h["lr"] for h in history])
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["a", "b", "learning rate (right axis)"]
+    plt.close("all")
+    ax = viz.plot_training_loss({"a": history}, show_lr=False)
+    assert len(ax.figure.axes) == 1
+    plt.close("all")
+
+
+def test_memory_comparison_stacks_the_parts_in_mb():
+    full = memory.training_memory(1e8, "full", weight_bits=32)
+    lora = memory.training_memory(1e8, "lora", weight_bits=32, lora_params=1e6)
+    ax = viz.plot_memory_comparison({"full": full, "LoRA": lora}, measured={"LoRA": lora.total})
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["weights", "LoRA weights", "gradients", "optimizer states"]  # zero parts left out
+    tops = {}
+    for patch in ax.patches:
+        x = round(patch.get_x() + patch.get_width() / 2)
+        tops[x] = max(tops.get(x, 0), patch.get_y() + patch.get_height())
+    assert tops[0] == pytest.approx(1600.0) and tops[1] == pytest.approx(lora.total / 1e6)  # 16 B/param
+    assert ax.texts[0].get_text() == "1,600.0 MB computed"
+    assert ax.texts[1].get_text() == f"{lora.total / 1e6:,.1f} MB computed\n{lora.total / 1e6:,.1f} MB measured"
+    plt.close("all")
+
+
+def test_generations_table_rows_escape_and_mark_exact_matches():
+    examples = [{"sentence": "Ada, 30, is a | pilot.", "prompt": "p", "target": '{"name": "Ada"}'},
+                {"prompt": "only a prompt", "target": "x"}]
+    table = viz.generations_table(examples, ['{\n  "name": "Ada"\n}', "<b>"], ['{"name": "Ada"}', "y" * 200],
+                                  max_chars=50)
+    lines = table.splitlines()
+    assert len(lines) == 4 and lines[0].startswith("| sentence | base model | after LoRA | target")
+    assert "&#124;" in lines[2] and "⏎" in lines[2] and lines[2].endswith("| ✓ |")  # | escaped, newline shown
+    assert '"name"' in lines[2]  # quotes stay readable
+    assert "&lt;b&gt;" in lines[3] and "y" * 49 + "…" in lines[3] and lines[3].endswith("| ✗ |")
+    assert "only a prompt" in lines[3]  # no sentence field: the prompt is shown
+
+
+def test_generations_table_refuses_mismatched_lengths():
+    with pytest.raises(ValueError, match="same length"):
+        viz.generations_table([{"prompt": "p", "target": "t"}], ["a", "b"], ["c"])
