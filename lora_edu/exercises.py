@@ -305,3 +305,223 @@ def check_q4_1_bits(answer) -> Check:
     return check_value("06.6 Q4_1 bits per weight", answer, BLOCK_BYTES * 8 / QK4_1,
                        hint="a block of 32 weights stores an fp16 scale, an fp16 minimum and 32 4-bit codes; "
                             "count its bytes, times 8, divided by 32.")
+
+# --- notebook 04 ---
+# Checkers for notebooks/04_lora_in_a_transformer.ipynb. SmolLM2-135M: hidden 576, MLP 1536, 30 decoder
+# layers, 9 query heads and 3 key/value heads of 64 dims, so k_proj and v_proj map 576 -> 192.
+SMOLLM2_LINEAR_SHAPES = {"q_proj": (576, 576), "k_proj": (576, 192), "v_proj": (576, 192), "o_proj": (576, 576),
+                         "gate_proj": (576, 1536), "up_proj": (576, 1536), "down_proj": (1536, 576)}  # (in, out)
+SMOLLM2_LAYERS = 30
+
+
+def smollm2_linear_names() -> list[str]:
+    """The 210 linear layer names inside SmolLM2's decoder blocks, in named_modules() order."""
+    parts = {"q_proj": "self_attn", "k_proj": "self_attn", "v_proj": "self_attn", "o_proj": "self_attn",
+             "gate_proj": "mlp", "up_proj": "mlp", "down_proj": "mlp"}
+    return [f"model.layers.{i}.{parts[n]}.{n}" for i in range(SMOLLM2_LAYERS) for n in SMOLLM2_LINEAR_SHAPES]
+
+
+def smollm2_lora_params(target_modules, r: int) -> int:
+    """LoRA parameters on SmolLM2 for a list of linear layer types: r * (in + out) each, in every layer."""
+    return SMOLLM2_LAYERS * sum(r * sum(SMOLLM2_LINEAR_SHAPES[n]) for n in target_modules)
+
+
+def check_qv_trainable(answer) -> Check:
+    """Exercise 04.1: trainable parameters of LoRA with r = 16 on q_proj and v_proj of SmolLM2."""
+    return check_value("04.1 q_proj + v_proj at r=16", answer, smollm2_lora_params(["q_proj", "v_proj"], 16),
+                       hint="r * (in + out) per layer: q_proj is 576 -> 576, v_proj is 576 -> 192 (3 key/value "
+                            "heads of 64); add them and multiply by the 30 decoder layers.")
+
+
+def check_string_vs_list(answer) -> Check:
+    """Exercise 04.2: modules selected by target_modules="q_proj" (a string) and by ["q_proj"] (a list)."""
+    return check_value("04.2 string or list", answer, (0, SMOLLM2_LAYERS),
+                       hint="a list entry matches a name that ends in '.q_proj'; a string is a regular "
+                            "expression that must match the WHOLE name (re.fullmatch). Answer (string, list).")
+
+
+EX04_REGEX = r".*\.1\d\.mlp\.(up|down)_proj"
+
+
+def check_regex_count(answer) -> Check:
+    """Exercise 04.3: how many modules the regex ``EX04_REGEX`` selects in SmolLM2."""
+    import re
+
+    expected = sum(bool(re.fullmatch(EX04_REGEX, n)) for n in smollm2_linear_names())
+    return check_value("04.3 regex targets", answer, expected,
+                       hint=r"'\.1\d\.' is a layer index from 10 to 19; each of those layers has one up_proj "
+                            "and one down_proj. Check with len(find_target_modules(model, regex)).")
+
+
+def check_adam_state_bytes(answer) -> Check:
+    """Exercise 04.4: bytes of AdamW state for LoRA r = 8 on all seven linear types of SmolLM2 (fp32)."""
+    return check_value("04.4 AdamW state bytes", answer, 8 * smollm2_lora_params(SMOLLM2_LINEAR_SHAPES, 8),
+                       rtol=1e-3, hint="AdamW keeps two fp32 numbers (exp_avg and exp_avg_sq, 4 bytes each) per "
+                                       "trainable parameter; count the trainable parameters first (r * (in + out) "
+                                       "per layer, 7 types, 30 layers).")
+
+# --- notebook 05 ---
+# Checkers for notebooks/05_merging.ipynb. SmolLM2-135M: hidden 576, MLP 1536, q_proj/o_proj 576 x 576,
+# k_proj/v_proj 576 -> 192, gate_proj/up_proj 576 -> 1536, down_proj 1536 -> 576.
+
+EX05_BF16_SUMS = (0.5 + 1e-3, 0.5 + 3e-3)  # exercise 05.1: what bf16 stores for each sum
+EX05_SHAPES = ((576, 576), (576, 192), (576, 192), (576, 576), (576, 1536), (576, 1536), (1536, 576))  # (in, out)
+
+
+def check_bf16_rounding(answer) -> Check:
+    """Exercise 05.1: the bf16 numbers stored for 0.5 + 1e-3 and 0.5 + 3e-3 (a tuple of two floats)."""
+    expected = tuple(float(torch.tensor(s).to(torch.bfloat16)) for s in EX05_BF16_SUMS)
+    return check_value("05.1 bf16 rounding", answer, expected, rtol=1e-9,
+                       hint="bf16 keeps 8 significant bits, so numbers in [0.5, 1) are 2^-8 = 0.00390625 apart; "
+                            "each sum rounds to the nearest multiple of that. Answer a tuple of two floats.")
+
+
+def _unmerged_extra_flops(in_features: int, out_features: int, r: int) -> int:
+    return 2 * r * (in_features + out_features)  # x A^T: r * in multiply-adds, then B: out * r; 2 FLOPs each
+
+
+def check_unmerged_flops(fn) -> Check:
+    """Exercise 05.2: ``fn(in_features, out_features, r)`` = extra FLOPs per token of the unmerged LoRA path."""
+    return check_function("05.2 unmerged FLOPs", fn, _unmerged_extra_flops,
+                          [(576, 576, 8), (576, 1536, 8), (1536, 576, 16), (4096, 4096, 1), (3, 5, 2)],
+                          hint="the side path is two skinny matmuls, x -> A x (r x in) -> B (A x) (out x r); "
+                               "count a multiply-add as 2 FLOPs.", atol=0)
+
+
+def check_unmerged_share(answer) -> Check:
+    """Exercise 05.3: the unmerged path's extra FLOPs as a fraction of the seven linear layers' own FLOPs
+    (r = 8 on all seven types of a SmolLM2 decoder layer)."""
+    r = 8
+    extra = sum(_unmerged_extra_flops(i, o, r) for i, o in EX05_SHAPES)
+    base = sum(2 * i * o for i, o in EX05_SHAPES)
+    return check_value("05.3 unmerged share", answer, extra / base, rtol=1e-3,
+                       hint="per token a linear layer costs 2 * in * out FLOPs and its LoRA path 2 * r * (in + out); "
+                            "add both over the seven shapes, then divide. Answer a fraction (0.05 is 5%).")
+
+
+EX05_SEQUENCES = {"a": "merge, unmerge", "b": "merge, merge, unmerge, unmerge", "c": "unmerge, merge",
+                  "d": "merge, unmerge, merge, unmerge", "e": "merge"}
+
+
+def check_merge_sequences(answer) -> Check:
+    """Exercise 05.4: which sequences (letters of EX05_SEQUENCES) run without an error on a fresh LoraLinear
+    and leave its weight at W0 (up to rounding)? Answer the letters as a string, e.g. "ab"."""
+    if _unanswered(answer):
+        return report("05.4 merge and unmerge order", False, "replace the placeholder `...` with a string of "
+                      "letters, then re-run.")
+    letters = "".join(sorted(c for c in str(answer).lower() if c.isalpha()))
+    return report("05.4 merge and unmerge order", letters == "ad",
+                  "a fresh layer is unmerged; merge() on a merged layer and unmerge() on an unmerged one raise "
+                  "ValueError; the weight is W0 exactly when merges and unmerges pair up.")
+
+# --- notebook 07 ---
+# Checkers for notebooks/07_qlora.ipynb. NF4 codes are 4 bits; double quantization stores one 8-bit code per
+# block and one fp32 absmax per 256 blocks (QLoRA section 3). GB = 1e9 bytes, as in lora_edu.memory.
+
+
+def check_qlora_bits(answer) -> Check:
+    """Exercise 07.1: bits per weight of NF4 with blocks of 32, as a tuple (without DQ, with DQ)."""
+    from .memory import nf4_bits_per_weight
+
+    expected = (nf4_bits_per_weight(False, 32), nf4_bits_per_weight(True, 32))
+    return check_value("07.1 bits per weight, blocks of 32", answer, expected,
+                       hint="4 bits of code plus the constants: one fp32 absmax per block (32 / 32), or with "
+                            "double quantization one 8-bit code per block plus one fp32 per 256 blocks.")
+
+
+def check_nf4_7b_gb(answer) -> Check:
+    """Exercise 07.2: GB (1e9 bytes) of a 7e9-weight model stored in NF4 + DQ with blocks of 64."""
+    from .memory import GB, nf4_bits_per_weight
+
+    return check_value("07.2 a 7B model in NF4 + DQ", answer, 7e9 * nf4_bits_per_weight(True, 64) / 8 / GB,
+                       hint="bits per weight (4 + 8/64 + 32/(64*256)) times 7e9, divided by 8 bits per byte "
+                            "and by 1e9 bytes per GB.", rtol=2e-3)
+
+
+EX07_CONFIGS = (  # exercise 07.3: (n_params, method, keyword arguments of training_memory)
+    (7e9, "full", {"weight_bits": 16}),
+    (13e9, "lora", {"weight_bits": 16, "trainable_fraction": 0.01}),
+    (33e9, "qlora", {"trainable_fraction": 0.005}),
+)
+
+
+def check_fits_24gb(answer) -> Check:
+    """Exercise 07.3: which of EX07_CONFIGS fit a 24 GB GPU (activations not counted)? A tuple of 3 bools."""
+    from .memory import fits_on_gpu, training_memory
+
+    expected = tuple(bool(fits_on_gpu(training_memory(n, method, **kw), 24)) for n, method, kw in EX07_CONFIGS)
+    ok_type = isinstance(answer, (tuple, list)) and all(isinstance(a, bool) for a in answer)
+    if not _unanswered(answer) and not ok_type:
+        return report("07.3 fits a 24 GB GPU", False, "answer a tuple of three True/False values.")
+    return check_value("07.3 fits a 24 GB GPU", answer, expected,
+                       hint="bytes per parameter: full bf16 with AdamW 2 + 2 + 8; a bf16 LoRA base 2 per base "
+                            "weight plus 2 + 2 + 8 per trained one; NF4 + DQ about 0.516 per base weight "
+                            "plus 2 + 2 + 8 per (bf16) LoRA weight.")
+
+
+def check_merge_threshold(answer) -> Check:
+    """Exercise 07.4: the smallest update that moves a weight stored as NF4's 0.0 (absmax 1) to another code."""
+    from .nf4 import nf4_code
+
+    code = nf4_code()
+    return check_value("07.4 smallest update that changes the code", answer, float(code[8] / 2), rtol=1e-4,
+                       hint="re-quantizing picks the nearest of the 16 values; the nearest positive one is "
+                            "0.0796, and the boundary between two codes lies halfway between them.")
+
+# --- notebook 09 ---
+# Checkers for notebooks/09_variants.ipynb. SmolLM2-135M: hidden 576, MLP 1536, 30 decoder layers; q_proj is
+# 576 -> 576, v_proj 576 -> 192. Each problem's data is stated in the notebook and here.
+
+EX09_LR, EX09_RATIO = 2e-4, 16  # exercise 09.3: LoRA+ with this lr (A's) and loraplus_lr_ratio
+EX09_BOTTLENECK = 64  # exercise 09.5: a Houlsby adapter's bottleneck width on SmolLM2
+
+
+def check_dora_magnitude_count(answer) -> Check:
+    """Exercise 09.1: DoRA's extra trainable numbers (magnitudes) with q_proj and v_proj in all 30 layers."""
+    return check_value("09.1 DoRA magnitudes", answer, 30 * (576 + 192),
+                       hint="one magnitude per output feature (per row of the (out, in) weight): q_proj has "
+                            "576 outputs, v_proj 192; add them, then multiply by the 30 layers.")
+
+
+def dora_weight_reference(W0, A, B, m, scaling):
+    """W' = m * (W0 + scaling * B @ A) / ||W0 + scaling * B @ A||, one norm per row (output feature)."""
+    W = W0 + scaling * B @ A  # (out, in)
+    return m[:, None] * W / torch.linalg.norm(W, dim=1, keepdim=True)
+
+
+def _dora_inputs() -> list[tuple]:
+    """Fixed-seed (W0, A, B, m, scaling) cases, all non-square so a norm over the wrong dim is caught."""
+    g = torch.Generator().manual_seed(9)
+    cases = []
+    for out_f, in_f, r, scaling in ((3, 5, 2, 2.0), (6, 4, 1, 0.5), (5, 7, 3, 1.0)):
+        cases.append((torch.randn(out_f, in_f, generator=g), torch.randn(r, in_f, generator=g),
+                      torch.randn(out_f, r, generator=g), torch.rand(out_f, generator=g) + 0.5, scaling))
+    return cases
+
+
+def check_dora_weight(fn) -> Check:
+    """Exercise 09.2: ``fn(W0, A, B, m, scaling)`` returns DoRA's merged weight W' (out, in)."""
+    return check_function("09.2 DoRA weight", fn, dora_weight_reference, _dora_inputs(), atol=1e-5,
+                          hint="form W = W0 + scaling * B @ A; take the norm of each ROW "
+                               "(torch.linalg.norm(W, dim=1, keepdim=True)); then m[:, None] * W / norm.")
+
+
+def check_loraplus_lrs(answer) -> Check:
+    """Exercise 09.3: (lr of lora_A, lr of lora_B, lr of DoRA's magnitude) for LoRA+ with EX09_LR, EX09_RATIO."""
+    return check_value("09.3 LoRA+ learning rates", answer, (EX09_LR, EX09_LR * EX09_RATIO, EX09_LR * EX09_RATIO),
+                       hint="A keeps lr; B gets lr * ratio; PEFT's grouping also sends every 1-D parameter "
+                            "(such as lora_magnitude_vector) to B's group. Answer a tuple of three.")
+
+
+def check_rslora_equivalent_alpha(answer) -> Check:
+    """Exercise 09.4: at r = 64, the lora_alpha that gives standard scaling the scale of rsLoRA with alpha 16."""
+    return check_value("09.4 rsLoRA's equivalent alpha", answer, 16 * 64 ** 0.5,
+                       hint="rsLoRA's scaling is 16 / sqrt(64); solve alpha / 64 = that for alpha.")
+
+
+def check_adapter_flops(answer) -> Check:
+    """Exercise 09.5: extra FLOPs per token of Houlsby adapters (bottleneck EX09_BOTTLENECK) on SmolLM2."""
+    d, m, layers = 576, EX09_BOTTLENECK, 30
+    return check_value("09.5 adapter FLOPs per token", answer, layers * 2 * (2 * d * m + 2 * m * d),
+                       hint="two adapters per layer, each a down (576 -> 64) and an up (64 -> 576) matmul; "
+                            "a matmul of an (in -> out) layer costs 2 * in * out FLOPs per token.")

@@ -544,3 +544,327 @@ def plot_error_vs_memory(curves: dict, chosen=None, ax=None, title: str = "Error
         ax.set_title(title)
         ax.legend(fontsize=9, loc="upper right")
     return ax
+
+
+# --- notebook 04 ---
+# Figures for notebooks/04_lora_in_a_transformer.ipynb: trainable parameters per choice of target modules,
+# the training loss of a real fine-tune, and generations before and after it, side by side.
+
+def plot_trainable_by_target(counts: dict, total: int, ax=None,
+                             title: str = "Trainable parameters by choice of target modules"):
+    """Horizontal bars (log scale) of trainable parameters, each labelled with its count and share of ``total``.
+
+    ``counts`` maps a label (e.g. "q_proj, v_proj (r=8)") to a number of parameters; ``total`` is the base
+    model's parameter count, which full fine-tuning trains (add it to ``counts`` to draw it as a bar).
+    """
+    with style():
+        if ax is None:
+            _, ax = plt.subplots(figsize=(8, 0.55 * len(counts) + 1.2))
+        labels, values = list(counts), [float(v) for v in counts.values()]
+        bars = ax.barh(range(len(values)), values, color=["C7" if v >= total else "C0" for v in values])
+        for bar, v in zip(bars, values, strict=True):
+            ax.annotate(f"{v:,.0f} ({100 * v / total:.2f}%)", (v, bar.get_y() + bar.get_height() / 2),
+                        xytext=(4, 0), textcoords="offset points", va="center", fontsize=9)
+        ax.set_yticks(range(len(values)), labels)
+        ax.invert_yaxis()  # the first entry on top
+        ax.set_xscale("log")
+        ax.set_xlim(min(values) / 3, max(values) * 12)  # room for the labels right of the bars
+        ax.set_xlabel(f"trainable parameters (log scale); % of the {total:,} in the base model")
+        ax.set_title(title, fontsize=11)
+        ax.grid(axis="y", visible=False)
+        ax.figure.tight_layout()
+    return ax
+
+
+def plot_training_loss(histories: dict, ax=None, show_lr: bool = True,
+                       title: str = "Training loss (cross-entropy on the answer tokens)"):
+    """Loss per step (log scale) for each run in ``histories`` (label -> ``TrainResult.history``).
+
+    With ``show_lr`` the first run's learning rate is drawn on a second axis (dashed grey), so the warmup and
+    the decay are visible next to the loss.
+    """
+    with style():
+        if ax is None:
+            _, ax = plt.subplots(figsize=(8, 4))
+        for label, history in histories.items():
+            ax.plot([h["step"] + 1 for h in history], [h["loss"] for h in history], marker=".", label=label)
+        ax.set_yscale("log")
+        ax.set_xlabel("optimizer step")
+        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+        ax.set_ylabel("loss per answer token (log scale)")
+        ax.set_title(title, fontsize=11)
+        handles, labels = ax.get_legend_handles_labels()
+        if show_lr and histories:
+            first = next(iter(histories.values()))
+            twin = ax.twinx()
+            lr_line, = twin.plot([h["step"] + 1 for h in first], [h["lr"] for h in first], color="0.5", ls="--",
+                                 lw=1)
+            twin.set_ylabel("learning rate", color="0.4")
+            twin.set_ylim(0, max(h["lr"] for h in first) * 1.1)
+            twin.grid(False)
+            handles, labels = handles + [lr_line], labels + ["learning rate (right axis)"]
+        ax.legend(handles, labels, loc="upper right", fontsize=9)
+        ax.figure.tight_layout()
+    return ax
+
+
+def plot_memory_comparison(breakdowns: dict, measured: dict | None = None, ax=None,
+                           title: str = "Training memory without activations (MB = 1e6 bytes)"):
+    """Stacked bars in MB of weights, LoRA weights, gradients and optimizer states, one bar per breakdown.
+
+    ``breakdowns`` maps a label to a ``memory.MemoryBreakdown``; ``measured`` maps some of the labels to a
+    measured total in bytes, written above the bar next to the computed one.
+    """
+    import numpy as np
+
+    from .memory import MemoryBreakdown
+
+    parts = [(part, label, color) for part, label, color in
+             zip(MemoryBreakdown.PARTS, MemoryBreakdown.LABELS, MEMORY_COLORS, strict=True)
+             if any(getattr(b, part) for b in breakdowns.values())]  # drop parts that are zero everywhere
+    with style():
+        if ax is None:
+            _, ax = plt.subplots(figsize=(7, 4.2))
+        x, bottom = np.arange(len(breakdowns)), np.zeros(len(breakdowns))
+        for part, label, color in parts:
+            height = np.array([getattr(b, part) / 1e6 for b in breakdowns.values()])
+            ax.bar(x, height, bottom=bottom, width=0.55, label=label, color=color)
+            bottom += height
+        for xi, (name, total) in zip(x, zip(breakdowns, bottom, strict=True), strict=True):
+            text = f"{total:,.1f} MB computed"
+            if measured and name in measured:
+                text += f"\n{measured[name] / 1e6:,.1f} MB measured"
+            ax.annotate(text, (xi, total), ha="center", va="bottom", fontsize=9, xytext=(0, 2),
+                        textcoords="offset points")
+        ax.set_xticks(x, list(breakdowns))
+        ax.set_ylabel("MB (1e6 bytes)")
+        ax.set_ylim(0, bottom.max() * 1.2)
+        ax.set_title(title, fontsize=11)
+        ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=9)
+        ax.grid(axis="x", visible=False)
+        ax.figure.tight_layout()
+    return ax
+
+
+def _table_cell(text: str, max_chars: int) -> str:
+    import html
+
+    text = text if len(text) <= max_chars else text[:max_chars - 1] + "…"
+    return html.escape(text, quote=False).replace("|", "&#124;").replace("\n", "⏎")  # one row per example
+
+
+def generations_table(examples: list[dict], base: list[str], tuned: list[str], max_chars: int = 120) -> str:
+    """A Markdown table: sentence, base output, tuned output, target, and whether tuned == target exactly.
+
+    Newlines in an output are shown as ⏎ (the base model pretty-prints JSON over several lines); long outputs
+    are cut at ``max_chars``. Display it with ``IPython.display.Markdown(...)``.
+    """
+    if not len(examples) == len(base) == len(tuned):
+        raise ValueError(f"examples, base and tuned must have the same length, got {len(examples)}, {len(base)} "
+                         f"and {len(tuned)}; pass the predictions of the same examples.")
+    rows = ["| sentence | base model | after LoRA | target | exact |", "|---|---|---|---|:-:|"]
+    for ex, b, t in zip(examples, base, tuned, strict=True):
+        sentence = ex.get("sentence", ex.get("question", ex["prompt"]))
+        cells = [_table_cell(s, max_chars) for s in (sentence, b, t, ex["target"])]
+        rows.append("| " + " | ".join(cells) + f" | {'✓' if t.strip() == ex['target'] else '✗'} |")
+    return "\n".join(rows)
+
+# --- notebook 05 ---
+# Figures for notebooks/05_merging.ipynb: forward latency of base / unmerged / merged, and how much of a
+# LoRA update survives rounding into a 16-bit weight (lora_edu.merging).
+
+def plot_latency(times: dict, ax=None, title: str = "Forward-pass latency on one fixed batch"):
+    """Bars at the median of each ``label -> list of seconds`` (in ms), whiskers from the 25th to the 75th
+    percentile, each repeat as a dot; the text above a bar gives the median and its ratio to the first bar."""
+    import torch
+
+    if not times:
+        raise ValueError("times is empty. Fix: pass {label: [seconds per forward pass, ...]}.")
+    ms = {}
+    for label, values in times.items():
+        t = torch.as_tensor(values, dtype=torch.float64).reshape(-1) * 1e3
+        if t.numel() == 0 or not torch.isfinite(t).all() or (t <= 0).any():
+            raise ValueError(f"times[{label!r}] must be a non-empty list of positive, finite seconds. "
+                             "Fix: time at least one forward pass per label.")
+        ms[label] = t
+    first = float(torch.quantile(ms[next(iter(ms))], 0.5))  # the same median as the bars'
+    with style():
+        if ax is None:
+            _, ax = plt.subplots(figsize=(7, 3.8))
+        for i, t in enumerate(ms.values()):
+            med, lo, hi = (float(torch.quantile(t, q)) for q in (0.5, 0.25, 0.75))
+            ax.bar(i, med, width=0.6, color=f"C{i}", alpha=0.8)
+            ax.errorbar(i, med, yerr=[[med - lo], [hi - med]], color="k", capsize=6)
+            jitter = torch.linspace(-0.2, 0.2, t.numel()) if t.numel() > 1 else torch.zeros(1)
+            ax.plot((i + jitter).numpy(), t.numpy(), "o", color="k", ms=3, alpha=0.5)
+            ax.annotate(f"{med:.0f} ms\n({med / first:.2f}x)", (i, float(t.max())), xytext=(0, 4),
+                        textcoords="offset points", ha="center", va="bottom", fontsize=10)
+        ax.set_xticks(range(len(ms)), list(ms))
+        ax.set_ylabel("ms per forward pass")
+        ax.set_ylim(0, 1.25 * max(float(t.max()) for t in ms.values()))
+        ax.set_title(title)
+    return ax
+
+
+def plot_merge_rounding(weight, delta, dtypes=None, ax=None, bins: int = 120,
+                        title: str = "How big is each update entry next to the gaps between stored weights?"):
+    """Histogram of ``log2(|delta| / spacing(w))`` per dtype, where ``w`` is ``weight`` stored in that dtype.
+
+    Left of the dashed line (half a spacing) an entry of delta_W rounds away when merged; near it, it is
+    rounded to a whole number of spacings. The legend gives each dtype's vanished share (``merging.merge_rounding``).
+    """
+    import torch
+
+    from .merging import merge_rounding, spacing
+
+    dtypes = (torch.bfloat16, torch.float32) if dtypes is None else tuple(dtypes)
+    delta = torch.as_tensor(delta).detach().float()
+    weight = torch.as_tensor(weight).detach()
+    if weight.shape != delta.shape:
+        raise ValueError(f"weight {tuple(weight.shape)} and delta {tuple(delta.shape)} differ in shape. "
+                         "Fix: pass a layer's weight and its layer.get_delta_weight().")
+    nonzero = delta != 0
+    if not nonzero.any():
+        raise ValueError("delta is all zero (an untrained adapter), so there is nothing to draw. "
+                         "Fix: train the adapter first.")
+    ratios = {dt: torch.log2(delta[nonzero].abs() / spacing(weight.to(dt), dt)[nonzero]) for dt in dtypes}
+    low = min(float(r.min()) for r in ratios.values())
+    high = max(float(r.max()) for r in ratios.values())
+    edges = torch.linspace(low, high, bins + 1).numpy()
+    with style():
+        if ax is None:
+            _, ax = plt.subplots(figsize=(9, 3.8))
+        for i, (dt, r) in enumerate(ratios.items()):
+            lost = merge_rounding(weight, delta, dt)["vanished"]
+            name = str(dt).removeprefix("torch.")
+            ax.hist(r.numpy(), bins=edges, color=f"C{i}", alpha=0.7, label=f"{name}: {100 * lost:.1f}% of entries vanish")
+        ax.axvline(-1, color="k", ls="--", label="half a spacing: smaller entries round away")
+        ax.set_xlabel(r"$\log_2(|\Delta W_{ij}|\ /\ $spacing of stored numbers at $W_{0,ij})$")
+        ax.set_ylabel("entries")
+        ax.set_title(title, fontsize=11)
+        ax.legend(fontsize=9, loc="upper left")
+    return ax
+
+# --- notebook 07 ---
+# Figures for notebooks/07_qlora.ipynb: the measured bytes of one model stored several ways (fp32, bf16, NF4
+# with and without double quantization), as stacked bars of what the bytes hold. The training-memory
+# calculator's figure is ``plot_training_memory`` above (section "memory (notebook 07)").
+
+MODEL_BYTES_PARTS = {"codes": ("NF4 codes (4 bits each)", "C1"), "constants": ("block constants", "C4"),
+                     "other": ("embeddings, norms, unquantized layers", "C0"), "lora": ("LoRA A and B", "C2")}
+
+
+def plot_model_bytes(sizes: dict, ax=None, title: str = "Stored bytes of the model"):
+    """Stacked bars in MiB, one per ``label -> model_nbytes(model)`` dict (keys codes, constants, lora, other).
+
+    Each bar is annotated with its total and its size relative to the first bar. Returns the Axes.
+    """
+    import numpy as np
+
+    if not isinstance(sizes, dict) or not sizes:
+        raise ValueError("sizes must be a non-empty dict of label -> model_nbytes(model); e.g. "
+                         "{'fp32': lora_edu.model_nbytes(model)}.")
+    for label, parts in sizes.items():
+        missing = [k for k in MODEL_BYTES_PARTS if not isinstance(parts, dict) or k not in parts]
+        if missing:
+            raise ValueError(f"sizes[{label!r}] lacks {missing}: pass the dict that lora_edu.model_nbytes "
+                             "returns (codes, constants, lora, other, total).")
+    mib = 2**20
+    x, bottom = np.arange(len(sizes)), np.zeros(len(sizes))
+    with style():
+        if ax is None:
+            _, ax = plt.subplots(figsize=(8, 4.2))
+        for key, (label, color) in MODEL_BYTES_PARTS.items():
+            height = np.array([parts[key] / mib for parts in sizes.values()])
+            if height.any():  # a part no bar has (e.g. no LoRA anywhere) gets no legend entry
+                ax.bar(x, height, bottom=bottom, width=0.6, label=label, color=color)
+            bottom += height
+        for xi, total in zip(x, bottom, strict=True):
+            ax.annotate(f"{total:,.0f} MiB\n({total / bottom[0]:.0%})", (xi, total), ha="center", va="bottom",
+                        fontsize=9, xytext=(0, 2), textcoords="offset points")
+        ax.set_xticks(x, list(sizes))
+        ax.set_ylabel("stored bytes (MiB)")
+        ax.set_ylim(0, bottom.max() * 1.2)
+        ax.set_title(title)
+        ax.legend(loc="upper right", fontsize=9)
+        ax.figure.tight_layout()
+    return ax
+
+# --- notebook 09 ---
+# Figures for notebooks/09_variants.ipynb: quantities against the rank (rsLoRA), and the variant comparison.
+
+def plot_against_rank(ranks, curves: dict, ax=None, ylabel: str = r"$\|\Delta W\|_F$", title: str = "",
+                      logy: bool = True, reference: dict | None = None):
+    """One line with markers per ``label -> values`` (values[t] belongs to ranks[t]), log2 x axis.
+
+    ``reference`` maps a label to values drawn dotted (e.g. a predicted slope). Missing values (None) are
+    skipped, so a run that never reached a threshold leaves a gap instead of a fake point.
+    """
+    ranks = list(ranks)
+    with style():
+        if ax is None:
+            _, ax = plt.subplots(figsize=(6.5, 4))
+        for label, values in curves.items():
+            points = [(r, float(v)) for r, v in zip(ranks, values, strict=True) if v is not None]
+            ax.plot(*zip(*points, strict=True), "o-", label=label)
+        for label, values in (reference or {}).items():
+            ax.plot(ranks, [float(v) for v in values], ":", color="gray", label=label)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(ranks, [str(r) for r in ranks])
+        if logy:
+            ax.set_yscale("log")
+        ax.set_xlabel("rank r")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title, fontsize=11)
+        ax.legend(fontsize=9)
+    return ax
+
+
+def plot_variant_comparison(losses: dict, accuracy: dict, trainable: dict, threshold: float | None = None,
+                            title: str = "LoRA variants and baselines on the format task"):
+    """Three panels: training-loss curves (log y), exact match (bars), trainable parameters (bars, log x).
+
+    ``losses``: label -> per-step training losses; ``accuracy``: label -> exact match in [0, 1] (a
+    ``"base model"`` entry may appear here only); ``trainable``: label -> trainable parameter count.
+    ``threshold`` draws the loss level used for "steps to reach". Returns the figure.
+    """
+    if not losses or not accuracy or not trainable:
+        raise ValueError("losses, accuracy and trainable must be non-empty dicts keyed by variant name.")
+    colors = {label: f"C{i % 10}" for i, label in enumerate(dict.fromkeys([*losses, *accuracy, *trainable]))}
+    with style():
+        fig, axes = plt.subplots(1, 3, figsize=(16, 4.6), gridspec_kw=dict(width_ratios=[1.4, 1, 1]))
+        ax = axes[0]
+        for label, curve in losses.items():
+            ax.plot(range(1, len(curve) + 1), [max(float(v), 1e-6) for v in curve], label=label,
+                    color=colors[label], lw=1.5)
+        if threshold is not None:
+            ax.axhline(threshold, color="k", ls="--", lw=1, label=f"threshold {threshold:g}")
+        ax.set_yscale("log")
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("training loss (per answer token)")
+        ax.set_title("training loss", fontsize=11)
+        ax.legend(fontsize=8, ncol=2)
+        labels = list(accuracy)
+        ax = axes[1]
+        ax.barh(labels, [100 * float(v) for v in accuracy.values()], color=[colors[k] for k in labels])
+        for i, v in enumerate(accuracy.values()):
+            ax.annotate(f"{100 * float(v):.0f}%", (100 * float(v), i), xytext=(3, 0), textcoords="offset points",
+                        va="center", fontsize=9)
+        ax.set_xlim(0, 115)
+        ax.set_xlabel("exact match on the test examples (%)")
+        ax.invert_yaxis()
+        ax.set_title("accuracy after training", fontsize=11)
+        labels = list(trainable)
+        ax = axes[2]
+        ax.barh(labels, [float(v) for v in trainable.values()], color=[colors[k] for k in labels])
+        for i, v in enumerate(trainable.values()):
+            ax.annotate(f"{float(v):,.0f}", (float(v), i), xytext=(3, 0), textcoords="offset points",
+                        va="center", fontsize=9)
+        ax.set_xscale("log")
+        ax.set_xlim(right=max(trainable.values()) * 30)
+        ax.set_xlabel("trainable parameters (log scale)")
+        ax.invert_yaxis()
+        ax.set_title("what each variant trains", fontsize=11)
+        fig.suptitle(title)
+        fig.tight_layout()
+    return fig
