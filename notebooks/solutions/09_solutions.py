@@ -1,0 +1,37 @@
+"""Reference answers for the exercises of notebooks/09_variants.ipynb (try them yourself first)."""
+
+import math
+
+import torch
+
+# 09.1: DoRA adds one magnitude per output feature. q_proj has 576 outputs, v_proj 192, in each of 30
+# layers: 30 * (576 + 192) = 23,040 numbers on top of LoRA's A and B.
+dora_magnitude_count = 30 * (576 + 192)
+
+
+# 09.2: DoRA's merged weight. The norm is over each row of the (out, in) weight (dim=1), as PEFT and the
+# DoRA authors' code take it; dim=0 would be the convention trap of section 3.
+def dora_weight(W0, A, B, m, scaling):
+    W = W0 + scaling * B @ A  # (out, in)
+    return m[:, None] * W / torch.linalg.norm(W, dim=1, keepdim=True)
+
+
+# 09.3: lr = 2e-4, ratio 16: A at 2e-4; B at 16 * 2e-4 = 3.2e-3; DoRA's magnitude is 1-D, and PEFT's grouping
+# puts every 1-D trainable parameter with B, so it also gets 3.2e-3.
+loraplus_lrs = (2e-4, 2e-4 * 16, 2e-4 * 16)
+
+# 09.4: rsLoRA at r = 64, alpha = 16: scaling 16 / 8 = 2. Standard scaling alpha / 64 = 2 needs alpha = 128.
+rslora_equivalent_alpha = 16 * math.sqrt(64)
+
+# 09.5: each adapter is 576 -> 64 -> 576: 2 * 576 * 64 + 2 * 64 * 576 = 147,456 FLOPs per token; two per layer,
+# 30 layers: 8,847,360 FLOPs per token (about 3% of the ~270 MFLOPs of SmolLM2's 135M-parameter forward pass).
+adapter_flops = 30 * 2 * (2 * 576 * 64 + 2 * 64 * 576)
+
+if __name__ == "__main__":
+    from lora_edu import exercises
+
+    exercises.check_dora_magnitude_count(dora_magnitude_count)
+    exercises.check_dora_weight(dora_weight)
+    exercises.check_loraplus_lrs(loraplus_lrs)
+    exercises.check_rslora_equivalent_alpha(rslora_equivalent_alpha)
+    exercises.check_adapter_flops(adapter_flops)

@@ -1,0 +1,53 @@
+"""Notebook 09's self-checks accept the reference answers, reject wrong ones, and never raise on `...`."""
+
+import runpy
+from pathlib import Path
+
+import torch
+
+from lora_edu import exercises
+
+SOLUTIONS = runpy.run_path(str(Path(__file__).resolve().parents[1] / "notebooks/solutions/09_solutions.py"))
+
+
+def dora_weight_wrong_dim(W0, A, B, m, scaling):
+    """The convention trap: one norm per input column (dim=0) instead of per output row."""
+    W = W0 + scaling * B @ A
+    return W / torch.linalg.norm(W, dim=0, keepdim=True) * m[:, None]
+
+
+# (checker, name of the reference answer in the solutions file, a plausible wrong answer)
+CASES = [
+    (exercises.check_dora_magnitude_count, "dora_magnitude_count", 30 * (576 + 576)),  # v_proj taken as square
+    (exercises.check_dora_weight, "dora_weight", dora_weight_wrong_dim),
+    (exercises.check_loraplus_lrs, "loraplus_lrs", (2e-4, 3.2e-3, 2e-4)),  # magnitude left at A's lr
+    (exercises.check_rslora_equivalent_alpha, "rslora_equivalent_alpha", 16 * 8 / 64),  # mixed up the rules
+    (exercises.check_adapter_flops, "adapter_flops", 30 * (2 * 576 * 64 + 2 * 64 * 576)),  # one adapter/layer
+]
+
+
+def test_reference_answers_pass(capsys):
+    for check, name, _ in CASES:
+        assert check(SOLUTIONS[name]), name
+    assert capsys.readouterr().out.count("correct!") == len(CASES)
+
+
+def test_wrong_answers_fail_with_a_hint(capsys):
+    for check, name, wrong in CASES:
+        assert not check(wrong), name
+    out = capsys.readouterr().out
+    assert out.count("Hint") == len(CASES) and "correct!" not in out
+
+
+def test_placeholders_do_not_raise(capsys):
+    for check, _, _ in CASES:
+        assert not check(...)
+        assert not check(None)
+    out = capsys.readouterr().out
+    assert out.count("not yet") == 2 * len(CASES) and "correct!" not in out
+
+
+def test_malformed_answers_do_not_raise():
+    assert not exercises.check_loraplus_lrs(3.2e-3)  # a number, not the tuple of three
+    assert not exercises.check_dora_weight(lambda *args: "W")  # returns a string: a hint, not a crash
+    assert not exercises.check_dora_magnitude_count("many")
