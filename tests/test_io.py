@@ -2,7 +2,6 @@
 
 import json
 import re
-import time
 
 import peft
 import pytest
@@ -142,7 +141,6 @@ def test_merged_model_round_trips_through_transformers(tmp_path):
 def test_smollm2_adapter_loads_in_peft(tmp_path):
     from lora_edu.models import load_model
 
-    start = time.perf_counter()
     model, _ = load_model(verbose=False)
     torch.manual_seed(0)
     randomize_b(inject_lora(model, LoraConfig(r=8, lora_alpha=16, target_modules="all-linear")))
@@ -151,7 +149,6 @@ def test_smollm2_adapter_loads_in_peft(tmp_path):
     theirs = peft.PeftModel.from_pretrained(base, tmp_path / "smol")
     ids = torch.tensor([[1, 504, 3458, 282, 253, 1492]])
     assert torch.equal(logits(theirs, ids), logits(model, ids))
-    assert time.perf_counter() - start < 30
 
 
 # --- bad input ----------------------------------------------------------------------------------------

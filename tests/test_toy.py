@@ -109,10 +109,6 @@ def test_alpha_times_c_equals_lr_and_init_times_sqrt_c_under_adam(task):
     assert (naive.expected_losses - a.expected_losses).abs().max() > 0.1
 
 
-def test_a_run_is_fast(task):
-    run = train_lora_on_toy(8, 8, steps=300, task=task)
-    assert run.seconds < 5.0  # ~0.3 s on one busy CPU core; a slider must feel live
-
 
 def test_steps_to_reach():
     assert steps_to_reach(torch.tensor([5.0, 3.0, 1.0, 0.5]), 1.0) == 2
