@@ -1,0 +1,60 @@
+"""Notebook 07's self-checks accept the reference answers, reject wrong ones, and never raise on `...`."""
+
+import runpy
+from pathlib import Path
+
+import torch
+
+from lora_edu import exercises
+from lora_edu.memory import GB, fits_on_gpu, training_memory
+
+SOLUTIONS = runpy.run_path(str(Path(__file__).resolve().parents[1] / "notebooks/solutions/07_solutions.py"))
+
+# (checker, name of the reference answer in the solutions file, a plausible wrong answer)
+CASES = [
+    (exercises.check_qlora_bits, "qlora_bits", (4.5, 4.126953125)),  # blocks of 64
+    (exercises.check_nf4_7b_gb, "nf4_7b_gb", 7e9 * 4.5 / 8 / GB),  # without double quantization
+    (exercises.check_fits_24gb, "fits_24gb", (False, True, True)),  # 13B x 2 bytes = 26 GB does not fit
+    (exercises.check_merge_threshold, "merge_threshold", 0.07958029955625534),  # the value, not the midpoint
+]
+
+
+def test_reference_answers_pass(capsys):
+    for check, name, _ in CASES:
+        assert check(SOLUTIONS[name]), name
+    assert capsys.readouterr().out.count("correct!") == len(CASES)
+
+
+def test_wrong_answers_fail_with_a_hint(capsys):
+    for check, name, wrong in CASES:
+        assert not check(wrong), name
+    out = capsys.readouterr().out
+    assert out.count("Hint") == len(CASES) and "correct!" not in out
+
+
+def test_placeholders_do_not_raise(capsys):
+    for check, _, _ in CASES:
+        assert not check(...)
+        assert not check(None)
+    assert capsys.readouterr().out.count("placeholder") == 2 * len(CASES)
+
+
+def test_malformed_answers_do_not_raise(capsys):
+    assert not exercises.check_qlora_bits(5.0)  # a number, not the (without, with) pair
+    assert not exercises.check_fits_24gb((0, 0, 1))  # ints, not bools
+    assert not exercises.check_fits_24gb("no, no, yes")
+    assert not exercises.check_nf4_7b_gb("3.6 GB")
+    assert capsys.readouterr().out.count("Hint") == 4
+
+
+def test_the_answers_follow_from_the_library():
+    from lora_edu import quant
+    from lora_edu.memory import nf4_bits_per_weight
+
+    assert SOLUTIONS["qlora_bits"] == (nf4_bits_per_weight(False, 32), nf4_bits_per_weight(True, 32))
+    assert abs(SOLUTIONS["nf4_7b_gb"] - 3.611) < 1e-3
+    assert fits_on_gpu(training_memory(33e9, "qlora", trainable_fraction=0.005), 24)
+    # 07.4: just below the midpoint a weight of 0 re-quantizes to code 7 (0.0), just above to code 8
+    t = SOLUTIONS["merge_threshold"]
+    block = quant.quantize_nf4(torch.tensor([1.0, t * 0.999, t * 1.001, 0.0]), blocksize=4)
+    assert quant.unpack_4bit(block.codes, 4).tolist() == [15, 7, 8, 7]
