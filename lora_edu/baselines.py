@@ -1,5 +1,5 @@
-"""The baselines LoRA is compared with: full fine-tuning and BitFit-style bias tuning, plus a training loop
-that takes any optimizer (LoRA+ needs one with two learning rates).
+"""The baselines LoRA is compared with: full fine-tuning and BitFit-style bias tuning (train them with
+``lora_edu.train.train``; its ``optimizer=`` takes any optimizer, such as LoRA+'s two learning rates).
 
 - ``full_finetune_setup``: every parameter trains (the baseline of LoRA's Tables 2-4, "FT").
 - BitFit (Ben Zaken et al. 2021, arXiv 2106.10199) trains only the bias terms of a pretrained model. SmolLM2
@@ -9,9 +9,6 @@ that takes any optimizer (LoRA+ needs one with two learning rates).
   additive offset per output feature) but not its premise (tuning biases the pretraining already shaped).
   The other option, training the RMSNorm weights, is a per-feature *scale* rather than an offset, on 35,136
   numbers; we chose the offsets because that is what BitFit trains.
-- ``train_with_optimizer``: ``lora_edu.train.train``'s loop (same seeded batches, same step, clipping and
-  schedule; tests/test_baselines.py checks that the loss histories are equal) with the optimizer passed in,
-  e.g. ``create_loraplus_optimizer``'s. Every group follows the same schedule, scaled from its own lr.
 - ``training_state_bytes``: the bytes of weights, gradients and optimizer state, counted from the tensors.
 - ``steps_to_reach_loss``: the first step whose (moving-average) training loss is at or below a threshold.
 
@@ -21,28 +18,11 @@ Explained in notebooks/09_variants.ipynb.
 
 from __future__ import annotations
 
-import math
-import time
-import warnings
-
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from .layers import LoraLinear
 from .model import find_target_modules
-from .runtime import get_device, precision_policy, seed_everything
-from .train import (
-    TrainingDiverged,
-    TrainResult,
-    build_example,
-    check_examples,
-    collate,
-    lr_factor,
-    pad_token_id,
-    to_device,
-    training_step,
-)
 
 
 def full_finetune_setup(model: nn.Module) -> int:
@@ -102,72 +82,6 @@ def training_state_bytes(model: nn.Module, optimizer: torch.optim.Optimizer | No
                          if torch.is_tensor(v) and v.dim() > 0)  # m and v; not the scalar step counter
     return {"weights": weights, "gradients": gradients, "optimizer": state,
             "total": weights + gradients + state}
-
-
-def train_with_optimizer(model, tokenizer, train_examples, optimizer: torch.optim.Optimizer, *, steps: int,
-                         batch_size: int = 8, warmup_steps: int = 0, schedule: str = "linear",
-                         max_grad_norm: float | None = 1.0, seed: int = 0, device=None,
-                         progress: bool = True) -> TrainResult:
-    """``train()``'s loop with ``optimizer`` given: the same batches, step, clipping, schedule and history.
-
-    The optimizer must hold trainable parameters of ``model`` (build it after ``inject_lora`` and after the
-    model is on ``device``). Returns a ``TrainResult`` (history of step/loss/lr/grad_norm, where lr is the
-    first group's; ``train_time_s``; ``tokens_per_s``). Raises ``TrainingDiverged`` on a NaN/Inf loss.
-    """
-    if not isinstance(optimizer, torch.optim.Optimizer):
-        raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}. Build one "
-                        "from the model, e.g. torch.optim.AdamW(trainable params, lr=1e-3) or "
-                        "create_loraplus_optimizer(model, lr=1e-4).")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be an int >= 1, got {steps!r}.")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}.")
-    if not 0 <= warmup_steps < steps:
-        raise ValueError(f"warmup_steps must be in [0, steps) = [0, {steps}), got {warmup_steps!r}.")
-    trainable = {id(p) for p in model.parameters() if p.requires_grad}
-    held = [p for g in optimizer.param_groups for p in g["params"]]
-    if not held or any(id(p) not in trainable for p in held):
-        raise ValueError("The optimizer must hold trainable parameters of this model (and at least one). "
-                         "Build it after inject_lora / freeze_all_but_biases / full_finetune_setup.")
-    check_examples(train_examples, "train_examples")
-    device = torch.device(device) if device is not None else get_device()
-    precision = precision_policy(device)
-    start = time.perf_counter()
-    seed_everything(seed)  # as train(): the same seed gives the same dropout masks and batches
-    model.to(device)
-    pad = pad_token_id(tokenizer)
-    features = [build_example(tokenizer, ex["prompt"], ex["target"]) for ex in train_examples]
-    scheduler = torch.optim.lr_scheduler.LambdaLR(  # one factor for all groups: each keeps its own peak lr
-        optimizer, lambda s: lr_factor(s, steps, warmup_steps, schedule))
-    scaler = precision.grad_scaler()
-    generator = torch.Generator().manual_seed(seed)
-    order: list[int] = []
-    result = TrainResult(device=str(device), precision=precision.reason)
-    tokens, train_time = 0, 0.0
-    model.train()
-    for step in tqdm(range(steps), desc="training", disable=not progress):
-        if len(order) < batch_size:  # a fresh shuffle of the whole set for every epoch, as train()
-            order += torch.randperm(len(features), generator=generator).tolist()
-        chosen, order = order[:batch_size], order[batch_size:]
-        batch = to_device(collate([features[i] for i in chosen], pad), device)
-        t0 = time.perf_counter()
-        current_lr = optimizer.param_groups[0]["lr"]
-        loss, norm = training_step(model, batch, optimizer, scaler, precision, max_grad_norm)
-        if not (math.isfinite(loss) and (math.isfinite(norm) or scaler.is_enabled())):
-            model.eval()
-            raise TrainingDiverged(f"step {step}: loss {loss}, gradient norm {norm}. Lower the learning rate "
-                                   "(e.g. by 10x; for full fine-tuning 1e-5 .. 5e-5).", result)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
-            scheduler.step()
-        train_time += time.perf_counter() - t0
-        tokens += int(batch["attention_mask"].sum())
-        result.history.append({"step": step, "loss": loss, "lr": current_lr, "grad_norm": norm})
-    model.eval()
-    optimizer.zero_grad(set_to_none=True)
-    result.train_time_s, result.wall_time_s = train_time, time.perf_counter() - start
-    result.tokens_per_s = tokens / train_time if train_time > 0 else 0.0
-    return result
 
 
 def steps_to_reach_loss(history: list[dict], threshold: float, window: int = 3) -> int | None:

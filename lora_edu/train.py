@@ -215,11 +215,23 @@ def _check_arguments(model, steps, batch_size, lr, warmup_steps, schedule, max_g
     return params
 
 
+def _check_optimizer(model, optimizer) -> None:
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}. Build one "
+                        "from the model, e.g. torch.optim.AdamW(trainable params, lr=1e-3) or "
+                        "create_loraplus_optimizer(model, lr=1e-4).")
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    held = [p for g in optimizer.param_groups for p in g["params"]]
+    if not held or any(id(p) not in trainable for p in held):
+        raise ValueError("The optimizer must hold trainable parameters of this model (and at least one). "
+                         "Build it after inject_lora / freeze_all_but_biases / full_finetune_setup.")
+
+
 def train(model, tokenizer, train_examples, *, steps: int, batch_size: int = 8, lr: float = 2e-4,
           warmup_steps: int = 0, schedule: str = "linear", weight_decay: float = 0.0,
           max_grad_norm: float | None = 1.0, eval_examples=None, eval_every: int | None = None,
           eval_generate: int = 0, seed: int = 0, device=None, precision: Precision | None = None,
-          progress: bool = True) -> TrainResult:
+          optimizer: torch.optim.Optimizer | None = None, progress: bool = True) -> TrainResult:
     """Fine-tune the trainable parameters of ``model`` (in place) for ``steps`` AdamW steps; see the module doc.
 
     Batches of ``batch_size`` examples are drawn from a seeded shuffle, epoch after epoch. Every ``eval_every``
@@ -228,8 +240,14 @@ def train(model, tokenizer, train_examples, *, steps: int, batch_size: int = 8, 
     moved to ``device`` (default: CUDA if present) but not cast: load it in ``precision.dtype`` before
     ``inject_lora``, so 16-bit bases get fp32 adapters. It is left in eval mode. Raises ``TrainingDiverged`` on a
     NaN/Inf loss or gradient, before the step, so the adapter keeps its last good values.
+
+    ``optimizer`` replaces the default ``AdamW(trainable params, lr, weight_decay)``, for example LoRA+'s two
+    learning rates (``create_loraplus_optimizer``); ``lr`` and ``weight_decay`` are then unused, and the schedule
+    scales every group from its own lr. Build it from the model's trainable parameters, after ``model.to(device)``.
     """
     params = _check_arguments(model, steps, batch_size, lr, warmup_steps, schedule, max_grad_norm, eval_every)
+    if optimizer is not None:
+        _check_optimizer(model, optimizer)
     check_examples(train_examples, "train_examples")
     if eval_examples is not None:
         check_examples(eval_examples, "eval_examples")
@@ -247,8 +265,8 @@ def train(model, tokenizer, train_examples, *, steps: int, batch_size: int = 8, 
         torch.cuda.reset_peak_memory_stats(device)
     pad = pad_token_id(tokenizer)
     features = [build_example(tokenizer, ex["prompt"], ex["target"]) for ex in train_examples]
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
+    optimizer = optimizer or torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(  # one factor for all groups: each keeps its own peak lr
         optimizer, lambda s: lr_factor(s, steps, warmup_steps, schedule))
     scaler = precision.grad_scaler()
     generator = torch.Generator().manual_seed(seed)
@@ -279,8 +297,9 @@ def train(model, tokenizer, train_examples, *, steps: int, batch_size: int = 8, 
         if not (math.isfinite(loss) and (math.isfinite(norm) or scaler.is_enabled())):
             model.eval()
             raise TrainingDiverged(f"step {step}: loss {loss}, gradient norm {norm}. The adapter keeps its "
-                                   "values from the last good step. Fix: lower lr (e.g. by 10x), keep "
-                                   "max_grad_norm set, or use bf16/fp32 instead of fp16.", result)
+                                   "values from the last good step. Fix: lower lr (e.g. by 10x; full "
+                                   "fine-tuning wants 1e-5 .. 5e-5), keep max_grad_norm set, or use bf16/fp32 "
+                                   "instead of fp16.", result)
         with warnings.catch_warnings():  # fp16: a skipped overflow step makes torch warn; the schedule goes on
             warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
             scheduler.step()

@@ -9,8 +9,6 @@ from lora_edu.baselines import (
     add_zero_biases,
     freeze_all_but_biases,
     full_finetune_setup,
-    steps_to_reach_loss,
-    train_with_optimizer,
     training_state_bytes,
 )
 from lora_edu.models import load_model, tiny_llama
@@ -93,11 +91,11 @@ def tiny_lora(tok, r=4):
     return inject_lora(model, LoraConfig(r=r, lora_alpha=2 * r, target_modules=ALL_LINEAR))
 
 
-def test_equals_train_with_adamw(tok):
+def test_a_given_adamw_equals_the_default(tok):
     ours, ref = tiny_lora(tok), tiny_lora(tok)
     optimizer = torch.optim.AdamW([p for p in ours.parameters() if p.requires_grad], lr=1e-2, weight_decay=0.0)
-    got = train_with_optimizer(ours, tok, SHORT, optimizer, steps=4, batch_size=2, warmup_steps=1,
-                               progress=False, device="cpu")
+    got = train(ours, tok, SHORT, optimizer=optimizer, steps=4, batch_size=2, warmup_steps=1, progress=False,
+                device="cpu")
     want = train(ref, tok, SHORT, steps=4, batch_size=2, lr=1e-2, warmup_steps=1, progress=False, device="cpu")
     assert got.history == want.history  # same batches, same steps, same schedule: bit for bit
     for (n, p), (_, q) in zip(ours.named_parameters(), ref.named_parameters(), strict=True):
@@ -110,40 +108,25 @@ def test_loraplus_ratio_1_is_plain_lora_and_16_differs(tok):
     for ratio in (1, 16):
         model = tiny_lora(tok)
         opt = create_loraplus_optimizer(model, lr=1e-2, loraplus_lr_ratio=ratio)
-        runs[ratio] = train_with_optimizer(model, tok, SHORT, opt, steps=3, batch_size=2, progress=False,
-                                           device="cpu").history
+        runs[ratio] = train(model, tok, SHORT, optimizer=opt, steps=3, batch_size=2, progress=False,
+                            device="cpu").history
         assert opt.param_groups[2]["initial_lr"] == 1e-2 * ratio  # B's peak lr, decayed by the same schedule
     plain = tiny_lora(tok)
     adamw = torch.optim.AdamW([p for p in plain.parameters() if p.requires_grad], lr=1e-2, weight_decay=0.0)
-    want = train_with_optimizer(plain, tok, SHORT, adamw, steps=3, batch_size=2, progress=False, device="cpu")
+    want = train(plain, tok, SHORT, optimizer=adamw, steps=3, batch_size=2, progress=False, device="cpu")
     got = [h["loss"] for h in runs[1]]
     assert got == pytest.approx([h["loss"] for h in want.history], rel=1e-5)
     assert abs(runs[16][-1]["loss"] - got[-1]) > 1e-3  # a faster B changes the run
 
 
-def test_loop_errors(tok):
+def test_optimizer_errors(tok):
     model = tiny_lora(tok)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     with pytest.raises(TypeError, match="torch.optim.Optimizer"):
-        train_with_optimizer(model, tok, SHORT, [optimizer], steps=1)
-    with pytest.raises(ValueError, match="steps"):
-        train_with_optimizer(model, tok, SHORT, optimizer, steps=0)
-    with pytest.raises(ValueError, match="batch_size"):
-        train_with_optimizer(model, tok, SHORT, optimizer, steps=1, batch_size=0)
-    with pytest.raises(ValueError, match="warmup_steps"):
-        train_with_optimizer(model, tok, SHORT, optimizer, steps=2, warmup_steps=2)
+        train(model, tok, SHORT, optimizer=[optimizer], steps=1)
     other = torch.optim.AdamW(nn.Linear(2, 2).parameters(), lr=1e-2)
     with pytest.raises(ValueError, match="trainable parameters of this model"):
-        train_with_optimizer(model, tok, SHORT, other, steps=1)
-    with pytest.raises(ValueError, match="empty"):
-        train_with_optimizer(model, tok, [], optimizer, steps=1)
-
-
-# --- steps to a loss threshold ------------------------------------------------------------------------------
-def test_steps_to_reach_loss():
-    history = [{"loss": v} for v in (3.0, 0.5, 2.0, 0.4, 0.3, 0.2)]
-    assert steps_to_reach_loss(history, 0.5, window=1) == 2  # one lucky batch counts with window=1
-    assert steps_to_reach_loss(history, 0.5, window=3) == 6  # mean(0.4, 0.3, 0.2) = 0.3; earlier means > 0.5
-    assert steps_to_reach_loss(history, 0.1) is None
-    with pytest.raises(ValueError, match="window"):
-        steps_to_reach_loss(history, 0.5, window=0)
+        train(model, tok, SHORT, optimizer=other, steps=1)
+    frozen = torch.optim.AdamW(model.model.embed_tokens.parameters(), lr=1e-2)  # the frozen embedding
+    with pytest.raises(ValueError, match="trainable parameters of this model"):
+        train(model, tok, SHORT, optimizer=frozen, steps=1)
