@@ -20,14 +20,11 @@ in the tests (see benchmarks/README.md).
 from __future__ import annotations
 
 import argparse
-import math
-import os
-import platform
 import statistics
-import time
 import warnings
 
 import torch
+from timing import interleaved, machine_info  # benchmarks/timing.py
 
 from lora_edu.quant import dequantize_nf4, quantize_nf4
 
@@ -42,24 +39,6 @@ SHAPES = {"up_proj (1536, 576)": (1536, 576), "down_proj (576, 1536)": (576, 153
 BLOCKSIZE = 64
 
 
-SAMPLE_SECONDS = 0.05  # each timed sample repeats the call until it lasts about this long
-
-
-def seconds_per_call(calls: dict, repeats: int) -> dict:
-    """``{name: [seconds per call, one per repeat]}``; the calls take turns inside each repeat."""
-    number = {}
-    for name, fn in calls.items():  # warm-up, and how many calls fill one sample
-        start = time.perf_counter()
-        fn()
-        number[name] = max(1, math.ceil(SAMPLE_SECONDS / (time.perf_counter() - start)))
-    times = {name: [] for name in calls}
-    for _ in range(repeats):
-        for name, fn in calls.items():
-            start = time.perf_counter()
-            for _ in range(number[name]):
-                fn()
-            times[name].append((time.perf_counter() - start) / number[name])
-    return times
 
 
 def check_same_result(w: torch.Tensor, double_quant: bool) -> None:
@@ -87,17 +66,9 @@ def bench_one(w: torch.Tensor, double_quant: bool, repeats: int) -> dict:
         "ours_dq": lambda: dequantize_nf4(q),
         "bnb_dq": lambda: bnbF.dequantize_4bit(packed, state),
     }
-    times = seconds_per_call(calls, repeats)
+    times = interleaved(calls, repeats)
     return {name: (w.numel() / statistics.median(t) / 1e6, w.numel() / min(t) / 1e6)
             for name, t in times.items()}
-
-
-def machine_info(threads: int) -> str:
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
-    return (f"cpu: {platform.processor() or platform.machine()}, {os.cpu_count()} cores visible, "
-            f"torch threads {threads}, load average {load}\n"
-            f"python {platform.python_version()}, torch {torch.__version__}, "
-            f"bitsandbytes {bitsandbytes.__version__}")
 
 
 def main() -> None:
@@ -107,7 +78,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="skip the embedding-sized weight")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(machine_info(args.threads))
+    print(machine_info(args.threads, {"bitsandbytes": bitsandbytes.__version__}))
     print(f"NF4, blocksize {BLOCKSIZE}, fp32 weights. M params/s: median of {args.repeats} samples. "
           "ratio = ours / bnb speed (> 1: ours faster), of the medians and of the best samples.\n")
     header = f"{'weight':<24} {'dq':<3} | {'quantize: ours':>14} {'bnb':>6} {'ratio':>6} {'best':>5} | " \
