@@ -1,9 +1,7 @@
 """Notebook 02's self-checks accept the reference answers, reject wrong ones, and never raise on `...`."""
 
-import runpy
-from pathlib import Path
-
 import torch
+from exercise_checks import solutions, standard_tests
 
 from lora_edu import (
     LoraConfig,
@@ -15,7 +13,7 @@ from lora_edu import (
 )
 from lora_edu.models import tiny_llama
 
-SOLUTIONS = runpy.run_path(str(Path(__file__).resolve().parents[1] / "notebooks/solutions/02_solutions.py"))
+SOLUTIONS = solutions("02")
 
 # (checker, name of the reference answer in the solutions file, a plausible wrong answer)
 CASES = [
@@ -27,26 +25,8 @@ CASES = [
     (exercises.check_compression, "compression", 16 * (576 + 1536) / (576 * 1536)),  # upside down
 ]
 
-
-def test_reference_answers_pass(capsys):
-    for check, name, _ in CASES:
-        assert check(SOLUTIONS[name]), name
-    assert capsys.readouterr().out.count("correct!") == len(CASES)
-
-
-def test_wrong_answers_fail_with_a_hint(capsys):
-    for check, name, wrong in CASES:
-        assert not check(wrong), name
-    out = capsys.readouterr().out
-    assert out.count("Hint") == len(CASES) and "correct!" not in out
-
-
-def test_placeholders_do_not_raise(capsys):
-    for check, _, _ in CASES:
-        assert not check(...)
-        assert not check(None)
-    out = capsys.readouterr().out
-    assert out.count("placeholder") == 2 * (len(CASES) - 1) and out.count("write the function first") == 2
+test_reference_answers_pass, test_wrong_answers_fail_with_a_hint, test_placeholders_do_not_raise = standard_tests(
+    CASES, SOLUTIONS)
 
 
 def test_forward_checker_reports_other_mistakes(capsys):

@@ -1,13 +1,11 @@
 """Notebook 04's self-checks accept the reference answers, reject wrong ones, and never raise on `...`."""
 
-import runpy
-from pathlib import Path
-
 import pytest
+from exercise_checks import solutions, standard_tests
 
 from lora_edu import exercises, find_target_modules
 
-SOLUTIONS = runpy.run_path(str(Path(__file__).resolve().parents[1] / "notebooks/solutions/04_solutions.py"))
+SOLUTIONS = solutions("04")
 
 # (checker, name of the reference answer in the solutions file, a plausible wrong answer)
 CASES = [
@@ -17,25 +15,8 @@ CASES = [
     (exercises.check_adam_state_bytes, "adam_state_bytes", 4 * 2_442_240),  # one fp32 state, not two
 ]
 
-
-def test_reference_answers_pass(capsys):
-    for check, name, _ in CASES:
-        assert check(SOLUTIONS[name]), name
-    assert capsys.readouterr().out.count("correct!") == len(CASES)
-
-
-def test_wrong_answers_fail_with_a_hint(capsys):
-    for check, name, wrong in CASES:
-        assert not check(wrong), name
-    out = capsys.readouterr().out
-    assert out.count("Hint") == len(CASES) and "correct!" not in out
-
-
-def test_placeholders_do_not_raise(capsys):
-    for check, _, _ in CASES:
-        assert not check(...)
-        assert not check(None)
-    assert capsys.readouterr().out.count("placeholder") == 2 * len(CASES)
+test_reference_answers_pass, test_wrong_answers_fail_with_a_hint, test_placeholders_do_not_raise = standard_tests(
+    CASES, SOLUTIONS)
 
 
 def test_malformed_answers_do_not_raise():

@@ -1,14 +1,12 @@
 """Notebook 05's self-checks accept the reference answers, reject wrong ones, and never raise on `...`."""
 
-import runpy
-from pathlib import Path
-
 import pytest
 import torch
+from exercise_checks import solutions, standard_tests
 
 from lora_edu import LoraLinear, exercises
 
-SOLUTIONS = runpy.run_path(str(Path(__file__).resolve().parents[1] / "notebooks/solutions/05_solutions.py"))
+SOLUTIONS = solutions("05")
 
 # (checker, name of the reference answer in the solutions file, a plausible wrong answer)
 CASES = [
@@ -18,26 +16,8 @@ CASES = [
     (exercises.check_merge_sequences, "merge_sequences", "abd"),  # forgot that merging twice is refused
 ]
 
-
-def test_reference_answers_pass(capsys):
-    for check, name, _ in CASES:
-        assert check(SOLUTIONS[name]), name
-    assert capsys.readouterr().out.count("correct!") == len(CASES)
-
-
-def test_wrong_answers_fail_with_a_hint(capsys):
-    for check, name, wrong in CASES:
-        assert not check(wrong), name
-    out = capsys.readouterr().out
-    assert out.count("Hint") == len(CASES) and "correct!" not in out
-
-
-def test_placeholders_do_not_raise(capsys):
-    for check, _, _ in CASES:
-        assert not check(...)
-        assert not check(None)
-    out = capsys.readouterr().out
-    assert out.count("not yet") == 2 * len(CASES) and "Traceback" not in out
+test_reference_answers_pass, test_wrong_answers_fail_with_a_hint, test_placeholders_do_not_raise = standard_tests(
+    CASES, SOLUTIONS)
 
 
 def test_malformed_answers_do_not_raise():
