@@ -10,8 +10,9 @@ seven linear layer types, 40 steps of batch 8, lr 1e-3 with 4 warmup steps). LoR
 arXiv 2106.09685. Notebook 08 builds on this command.
 
 Exit codes: 0 done; 2 bad input (an argparse error, with the problem and the fix); 1 training diverged
-(the adapter from the last good step is still written, and metrics.json says what happened); 130 interrupted
-with Ctrl-C (nothing written).
+(the adapter from the last good step is still written, and metrics.json says what happened) or the GPU ran out
+of memory (nothing written; the message says which --batch-size to try); 130 interrupted with Ctrl-C (nothing
+written).
 """
 
 from __future__ import annotations
@@ -196,44 +197,37 @@ def _move_into_place(staging: Path, out: Path) -> None:
 
 
 def finetune(args, parser) -> int:
-    """Run ``lora-edu finetune`` (see the module docstring); returns the exit code."""
-    from . import LoraConfig, inject_lora, merge_and_unload, save_adapter, trainable_parameters
-    from .evaluate import evaluate
+    """Run ``lora-edu finetune`` (see the module docstring); returns the exit code.
+
+    The run itself is ``lora_edu.experiments``' ``build_model`` then ``fit_and_measure`` (notebook 08 runs the
+    same two through ``run_config``); this function adds the command line: exit codes and the output folder.
+    """
+    from . import merge_and_unload, save_adapter, trainable_parameters
+    from .experiments import OutOfGPUMemory, RunConfig, build_model, fit_and_measure
     from .models import ModelSourceError
-    from .runtime import seed_everything
-    from .train import TrainingDiverged, train
 
     try:
         check_arguments(args)
-        config = LoraConfig(r=args.r, lora_alpha=args.alpha, target_modules=args.target_modules,
-                            use_rslora=args.rslora, use_dora=args.dora)
-        model, tokenizer = load_base_model(args.model)
-        seed_everything(args.seed)  # the A matrices' initialisation
-        inject_lora(model, config)
+        targets = args.target_modules if isinstance(args.target_modules, str) else tuple(args.target_modules)
+        config = RunConfig(task=args.task, model_name=args.model, r=args.r, lora_alpha=args.alpha,
+                           use_rslora=args.rslora, use_dora=args.dora, target_modules=targets, steps=args.steps,
+                           batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps, seed=args.seed,
+                           eval_examples=args.eval_examples, max_new_tokens=args.max_new_tokens)
+        model, tokenizer = build_model(config, loader=load_base_model)  # load, seed, inject LoRA
     except (ValueError, TypeError, OSError, ModelSourceError) as e:  # bad input: usage + message, exit 2
         parser.error(str(e))
-    train_set, test_set = load_task(args.task, "train"), load_task(args.task, "test")[:args.eval_examples]
     trainable, total = trainable_parameters(model)
     print(f"{args.model}: LoRA r={args.r}, alpha={args.alpha:g} on {len(list(_lora_names(model)))} layers; "
           f"trainable {trainable:,} of {total:,} parameters ({100 * trainable / total:.3f}%)")
-
-    def measure(when: str):
-        if not test_set:
-            return None
-        print(f"Evaluating {when} training on {len(test_set)} test examples (greedy generation) ...", flush=True)
-        return evaluate(model, tokenizer, test_set, task=args.task, max_new_tokens=args.max_new_tokens,
-                        batch_size=args.batch_size)
-
-    # B = 0 at the start, so the LoRA model *is* the base model here: this measures the base.
-    before = measure("before")
-    diverged, result = None, None
     try:
-        result = train(model, tokenizer, train_set, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                       warmup_steps=args.warmup_steps, seed=args.seed)
-    except TrainingDiverged as e:
-        diverged, result = str(e), e.result
-        print(f"error: training diverged: {e}", file=sys.stderr)
-    after = measure("after") if diverged is None else None
+        run = fit_and_measure(model, tokenizer, config, log=lambda line: print(line, flush=True), progress=True)
+    except OutOfGPUMemory as e:  # nothing written: a smaller batch needs a new run anyway
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    before, after, result, diverged, row = run.before, run.after, run.train, run.diverged, run.row
+    if diverged:
+        print(f"error: training diverged: {diverged}", file=sys.stderr)
+    test_set = load_task(args.task, "test")[:args.eval_examples]
     history = result.history
     metrics = {"task": args.task, "model": args.model,
                "arguments": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
@@ -241,9 +235,11 @@ def finetune(args, parser) -> int:
                "trainable_params": trainable, "total_params": total,
                "train": {"steps_done": len(history), "wall_time_s": result.wall_time_s,
                          "train_time_s": result.train_time_s, "tokens_per_s": result.tokens_per_s,
+                         "peak_memory_bytes": result.peak_memory_bytes,
                          "final_loss": history[-1]["loss"] if history else None,
                          "loss": [h["loss"] for h in history], "device": result.device},
-               "before": scores(before), "after": scores(after), "diverged": diverged}
+               "before": scores(before), "after": scores(after), "diverged": diverged,
+               "answer_loss": {"before": row["answer_loss_before"], "after": row["answer_loss_after"]}}
     if before is not None and after is not None:
         metrics["examples"] = [{"prompt": ex["prompt"], "target": ex["target"], "before": b, "after": a}
                                for ex, b, a in zip(test_set[:5], before["predictions"], after["predictions"],

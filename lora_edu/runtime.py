@@ -48,6 +48,29 @@ def get_device(prefer: str | None = None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+# Where Colab hides the GPU switch; every "no GPU" message says it the same way.
+COLAB_GPU_STEPS = "Runtime > Change runtime type > T4 GPU > Save, then run the notebook again from the top"
+
+
+class NoGPUError(RuntimeError):
+    """A step needs a CUDA GPU and there is none; the message says how to get one (Colab or locally)."""
+
+
+def gpu_message(what: str = "This step") -> str:
+    """What to do when ``what`` needs a GPU and ``torch.cuda.is_available()`` is False."""
+    return (f"{what} needs a CUDA GPU, and none was found (torch.cuda.is_available() is False). "
+            f"On Colab: {COLAB_GPU_STEPS}. Locally: a machine with an NVIDIA GPU and a CUDA build of PyTorch "
+            "(https://pytorch.org/get-started/locally/).")
+
+
+def require_gpu(what: str = "This step") -> torch.device:
+    """The CUDA device, or ``NoGPUError(gpu_message(what))``: catch it and print it, so a learner sees what to
+    do instead of a traceback (notebooks/08_gpu_finetune.ipynb)."""
+    if not torch.cuda.is_available():
+        raise NoGPUError(gpu_message(what))
+    return torch.device("cuda")
+
+
 @dataclass(frozen=True)
 class Precision:
     """How to run on a device: the dtype of the frozen weights, the autocast dtype, and loss scaling."""

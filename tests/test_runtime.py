@@ -62,3 +62,15 @@ def test_environment_report_names_the_essentials():
     for key in ("python", "torch", "transformers", "peft", "device", "precision", "fast mode"):
         assert report[key]
     assert report["device"] == "cpu" or torch.cuda.is_available()
+
+
+def test_no_gpu_message_says_what_to_do_in_colab(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    message = runtime.gpu_message("Fine-tuning the 360M model")
+    assert message.startswith("Fine-tuning the 360M model needs a CUDA GPU")
+    assert "Runtime > Change runtime type > T4 GPU" in message
+    with pytest.raises(runtime.NoGPUError, match="Runtime > Change runtime type") as e:
+        runtime.require_gpu("This cell")
+    assert isinstance(e.value, RuntimeError) and str(e.value).startswith("This cell needs")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert runtime.require_gpu() == torch.device("cuda")

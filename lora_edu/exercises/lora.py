@@ -1,0 +1,96 @@
+"""Self-checks of notebooks/02_lora_layer.ipynb and 03_lora_toy_task.ipynb (the LoRA forward pass, counts,
+scaling, the toy task's floor and alpha equivalence)."""
+
+from __future__ import annotations
+
+import torch
+
+from .core import Check, check_function, check_value
+
+# --- notebook 02 ---
+# Checkers for notebooks/02_lora_layer.ipynb. SmolLM2-135M: hidden size 576, MLP 1536, 30 decoder layers;
+# q_proj is 576 -> 576 and v_proj 576 -> 192 (grouped-query attention: 3 key/value heads of 64).
+
+def lora_forward_reference(x, W0, A, B, scaling):
+    """h = x W0^T + scaling * (x A^T) B^T, with A (r, in) and B (out, r) as PEFT stores them."""
+    return x @ W0.T + (x @ A.T @ B.T) * scaling  # (..., in) -> (..., r) -> (..., out)
+
+
+def _lora_forward_inputs() -> list[tuple]:
+    """Fixed-seed (x, W0, A, B, scaling) cases: odd shapes, a 3-d batch, and scalings other than 1."""
+    g = torch.Generator().manual_seed(2)
+    cases = []
+    shapes = [((4, 6), 5, 2, 2.0), ((2, 3, 7), 4, 3, 0.5), ((1, 9), 9, 1, 16.0)]  # (x, out, r, scaling)
+    for x_shape, out_features, r, scaling in shapes:
+        in_features = x_shape[-1]
+        cases.append((torch.randn(*x_shape, generator=g), torch.randn(out_features, in_features, generator=g),
+                      torch.randn(r, in_features, generator=g), torch.randn(out_features, r, generator=g),
+                      scaling))
+    return cases
+
+
+def check_lora_forward(fn) -> Check:
+    """Exercise 02.1: ``fn(x, W0, A, B, scaling)`` computes a LoRA layer's output (no bias, no dropout)."""
+    return check_function("02.1 LoRA forward", fn, lora_forward_reference, _lora_forward_inputs(),
+                          hint="the frozen path x @ W0.T plus the LoRA path x @ A.T @ B.T times scaling; "
+                               "A is (r, in) and B is (out, r), so both need a transpose.", atol=1e-4)
+
+
+def check_trainable_parameters(answer) -> Check:
+    """Exercise 02.2: trainable numbers of r=16 on q_proj and v_proj in all 30 SmolLM2-135M layers."""
+    r, layers = 16, 30
+    expected = layers * r * ((576 + 576) + (576 + 192))  # q_proj (576 -> 576), v_proj (576 -> 192)
+    return check_value("02.2 trainable parameters", answer, expected,
+                       hint="each adapted matrix trains r * (in + out); v_proj is 576 -> 192, "
+                            "not 576 -> 576; add q_proj and v_proj, then multiply by the 30 layers.")
+
+
+def check_scaling(answer) -> Check:
+    """Exercise 02.3: (standard, rsLoRA) scaling for r = 64 and lora_alpha = 16."""
+    return check_value("02.3 scaling", answer, (16 / 64, 16 / 8),
+                       hint="standard: lora_alpha / r; rsLoRA: lora_alpha / sqrt(r). "
+                            "Answer a tuple (standard, rslora).")
+
+
+def check_compression(answer) -> Check:
+    """Exercise 02.4: how many times fewer numbers r=16 trains than full fine-tuning of gate_proj."""
+    in_features, out_features, r = 576, 1536, 16
+    expected = in_features * out_features / (r * (in_features + out_features))
+    return check_value("02.4 compression ratio", answer, expected, rtol=1e-3,
+                       hint="full fine-tuning trains in * out numbers; LoRA trains r * (in + out); "
+                            "divide the first by the second.")
+
+
+# --- notebook 03 ---
+# Checkers for notebooks/03_lora_toy_task.ipynb. Each problem's data is stated in the notebook and here.
+
+EX03_SINGULAR_VALUES = (5.0, 3.0, 2.0, 1.0)  # exercise 03.1: the planted update's singular values
+
+
+def check_toy_loss_floor(answer) -> Check:
+    """Exercise 03.1: the lowest expected loss of LoRA with r = 2 when delta_W* has EX03_SINGULAR_VALUES."""
+    expected = sum(s**2 for s in EX03_SINGULAR_VALUES[2:])
+    return check_value("03.1 loss floor", answer, expected, rtol=1e-4,
+                       hint="the expected loss is the squared distance ||delta_W* - delta_W||_F^2; the best "
+                            "rank-2 update keeps the 2 largest singular values; add the squares of the rest.")
+
+
+def check_toy_scaling(answer) -> Check:
+    """Exercise 03.2: (standard, rsLoRA) scaling for r = 16 and lora_alpha = 32."""
+    return check_value("03.2 scaling", answer, (32 / 16, 32 / 4),
+                       hint="standard: lora_alpha / r; rsLoRA: lora_alpha / sqrt(r). "
+                            "Answer a tuple (standard, rslora).")
+
+
+def check_toy_lora_parameters(answer) -> Check:
+    """Exercise 03.3: trainable numbers of LoRA with r = 8 on the toy's 64 -> 64 layer."""
+    return check_value("03.3 trainable parameters", answer, 8 * (64 + 64),
+                       hint="A is (r, in) and B is (out, r); W0 is frozen and does not count.")
+
+
+def check_alpha_equivalence(answer) -> Check:
+    """Exercise 03.4: lora_alpha is multiplied by 4. By what (lr factor, A-init factor) does a run with the
+    old alpha have to be changed to follow exactly the same loss curve under Adam?"""
+    return check_value("03.4 alpha as a learning rate", answer, (2.0, 2.0),
+                       hint="write B A * c*s as (sqrt(c) B)(sqrt(c) A) * s; Adam moves every entry by about "
+                            "lr whatever the gradient's size, so each factor's steps must grow by sqrt(c).")

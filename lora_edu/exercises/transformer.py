@@ -1,0 +1,117 @@
+"""Self-checks of notebooks/04_lora_in_a_transformer.ipynb and 05_merging.ipynb (target modules, Adam
+state, bf16 rounding, the unmerged path's FLOPs, merge order)."""
+
+from __future__ import annotations
+
+import torch
+
+from .core import Check, _unanswered, check_function, check_value, report
+
+# --- notebook 04 ---
+# Checkers for notebooks/04_lora_in_a_transformer.ipynb. SmolLM2-135M: hidden 576, MLP 1536, 30 decoder
+# layers, 9 query heads and 3 key/value heads of 64 dims, so k_proj and v_proj map 576 -> 192.
+SMOLLM2_LINEAR_SHAPES = {"q_proj": (576, 576), "k_proj": (576, 192), "v_proj": (576, 192), "o_proj": (576, 576),
+                         "gate_proj": (576, 1536), "up_proj": (576, 1536), "down_proj": (1536, 576)}  # (in, out)
+SMOLLM2_LAYERS = 30
+
+
+def smollm2_linear_names() -> list[str]:
+    """The 210 linear layer names inside SmolLM2's decoder blocks, in named_modules() order."""
+    parts = {"q_proj": "self_attn", "k_proj": "self_attn", "v_proj": "self_attn", "o_proj": "self_attn",
+             "gate_proj": "mlp", "up_proj": "mlp", "down_proj": "mlp"}
+    return [f"model.layers.{i}.{parts[n]}.{n}" for i in range(SMOLLM2_LAYERS) for n in SMOLLM2_LINEAR_SHAPES]
+
+
+def smollm2_lora_params(target_modules, r: int) -> int:
+    """LoRA parameters on SmolLM2 for a list of linear layer types: r * (in + out) each, in every layer."""
+    return SMOLLM2_LAYERS * sum(r * sum(SMOLLM2_LINEAR_SHAPES[n]) for n in target_modules)
+
+
+def check_qv_trainable(answer) -> Check:
+    """Exercise 04.1: trainable parameters of LoRA with r = 16 on q_proj and v_proj of SmolLM2."""
+    return check_value("04.1 q_proj + v_proj at r=16", answer, smollm2_lora_params(["q_proj", "v_proj"], 16),
+                       hint="r * (in + out) per layer: q_proj is 576 -> 576, v_proj is 576 -> 192 (3 key/value "
+                            "heads of 64); add them and multiply by the 30 decoder layers.")
+
+
+def check_string_vs_list(answer) -> Check:
+    """Exercise 04.2: modules selected by target_modules="q_proj" (a string) and by ["q_proj"] (a list)."""
+    return check_value("04.2 string or list", answer, (0, SMOLLM2_LAYERS),
+                       hint="a list entry matches a name that ends in '.q_proj'; a string is a regular "
+                            "expression that must match the WHOLE name (re.fullmatch). Answer (string, list).")
+
+
+EX04_REGEX = r".*\.1\d\.mlp\.(up|down)_proj"
+
+
+def check_regex_count(answer) -> Check:
+    """Exercise 04.3: how many modules the regex ``EX04_REGEX`` selects in SmolLM2."""
+    import re
+
+    expected = sum(bool(re.fullmatch(EX04_REGEX, n)) for n in smollm2_linear_names())
+    return check_value("04.3 regex targets", answer, expected,
+                       hint=r"'\.1\d\.' is a layer index from 10 to 19; each of those layers has one up_proj "
+                            "and one down_proj. Check with len(find_target_modules(model, regex)).")
+
+
+def check_adam_state_bytes(answer) -> Check:
+    """Exercise 04.4: bytes of AdamW state for LoRA r = 8 on all seven linear types of SmolLM2 (fp32)."""
+    return check_value("04.4 AdamW state bytes", answer, 8 * smollm2_lora_params(SMOLLM2_LINEAR_SHAPES, 8),
+                       rtol=1e-3, hint="AdamW keeps two fp32 numbers (exp_avg and exp_avg_sq, 4 bytes each) per "
+                                       "trainable parameter; count the trainable parameters first (r * (in + out) "
+                                       "per layer, 7 types, 30 layers).")
+
+
+# --- notebook 05 ---
+# Checkers for notebooks/05_merging.ipynb. SmolLM2-135M: hidden 576, MLP 1536, q_proj/o_proj 576 x 576,
+# k_proj/v_proj 576 -> 192, gate_proj/up_proj 576 -> 1536, down_proj 1536 -> 576.
+
+EX05_BF16_SUMS = (0.5 + 1e-3, 0.5 + 3e-3)  # exercise 05.1: what bf16 stores for each sum
+EX05_SHAPES = ((576, 576), (576, 192), (576, 192), (576, 576), (576, 1536), (576, 1536), (1536, 576))  # (in, out)
+
+
+def check_bf16_rounding(answer) -> Check:
+    """Exercise 05.1: the bf16 numbers stored for 0.5 + 1e-3 and 0.5 + 3e-3 (a tuple of two floats)."""
+    expected = tuple(float(torch.tensor(s).to(torch.bfloat16)) for s in EX05_BF16_SUMS)
+    return check_value("05.1 bf16 rounding", answer, expected, rtol=1e-9,
+                       hint="bf16 keeps 8 significant bits, so numbers in [0.5, 1) are 2^-8 = 0.00390625 apart; "
+                            "each sum rounds to the nearest multiple of that. Answer a tuple of two floats.")
+
+
+def _unmerged_extra_flops(in_features: int, out_features: int, r: int) -> int:
+    return 2 * r * (in_features + out_features)  # x A^T: r * in multiply-adds, then B: out * r; 2 FLOPs each
+
+
+def check_unmerged_flops(fn) -> Check:
+    """Exercise 05.2: ``fn(in_features, out_features, r)`` = extra FLOPs per token of the unmerged LoRA path."""
+    return check_function("05.2 unmerged FLOPs", fn, _unmerged_extra_flops,
+                          [(576, 576, 8), (576, 1536, 8), (1536, 576, 16), (4096, 4096, 1), (3, 5, 2)],
+                          hint="the side path is two skinny matmuls, x -> A x (r x in) -> B (A x) (out x r); "
+                               "count a multiply-add as 2 FLOPs.", atol=0)
+
+
+def check_unmerged_share(answer) -> Check:
+    """Exercise 05.3: the unmerged path's extra FLOPs as a fraction of the seven linear layers' own FLOPs
+    (r = 8 on all seven types of a SmolLM2 decoder layer)."""
+    r = 8
+    extra = sum(_unmerged_extra_flops(i, o, r) for i, o in EX05_SHAPES)
+    base = sum(2 * i * o for i, o in EX05_SHAPES)
+    return check_value("05.3 unmerged share", answer, extra / base, rtol=1e-3,
+                       hint="per token a linear layer costs 2 * in * out FLOPs and its LoRA path 2 * r * (in + out); "
+                            "add both over the seven shapes, then divide. Answer a fraction (0.05 is 5%).")
+
+
+EX05_SEQUENCES = {"a": "merge, unmerge", "b": "merge, merge, unmerge, unmerge", "c": "unmerge, merge",
+                  "d": "merge, unmerge, merge, unmerge", "e": "merge"}
+
+
+def check_merge_sequences(answer) -> Check:
+    """Exercise 05.4: which sequences (letters of EX05_SEQUENCES) run without an error on a fresh LoraLinear
+    and leave its weight at W0 (up to rounding)? Answer the letters as a string, e.g. "ab"."""
+    if _unanswered(answer):
+        return report("05.4 merge and unmerge order", False, "replace the placeholder `...` with a string of "
+                      "letters, then re-run.")
+    letters = "".join(sorted(c for c in str(answer).lower() if c.isalpha()))
+    return report("05.4 merge and unmerge order", letters == "ad",
+                  "a fresh layer is unmerged; merge() on a merged layer and unmerge() on an unmerged one raise "
+                  "ValueError; the weight is W0 exactly when merges and unmerges pair up.")

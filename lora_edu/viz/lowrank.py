@@ -1,0 +1,132 @@
+"""Figures for notebooks/01_low_rank_math.ipynb: singular value spectra, error against rank, rank-k
+reconstructions, captured energy, subspace similarity (lora_edu.lowrank)."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+
+from .core import style
+
+# --- notebook 01 ---
+# Figures for notebooks/01_low_rank_math.ipynb: spectra, error against rank, rank-k reconstructions.
+
+def plot_spectra(spectra: dict, normalize: bool = True, ax=None, title: str = "Singular value spectra"):
+    """Singular values against their index, log scale, one line per ``label -> S`` in ``spectra``.
+
+    ``normalize=True`` divides each spectrum by its Frobenius norm sqrt(sum S^2), so matrices of different
+    sizes and scales compare by shape alone: a flat curve spreads energy over many directions, a cliff
+    means a few directions hold it all.
+    """
+    import torch
+
+    with style():
+        if ax is None:
+            _, ax = plt.subplots(figsize=(7, 4))
+        for label, S in spectra.items():
+            S = torch.as_tensor(S).double()
+            y = S / S.norm() if normalize else S
+            ax.semilogy(range(1, len(y) + 1), y.clamp_min(1e-12), label=label)
+        ax.set_xlabel("index i (sorted, largest first)")
+        ax.set_ylabel(r"$\sigma_i / \|W\|_F$" if normalize else r"$\sigma_i$")
+        ax.set_title(title)
+        ax.legend()
+    return ax
+
+
+def plot_error_vs_rank(ranks, curves: dict, ax=None, ylabel: str = r"relative error $\|W - W_k\|_F / \|W\|_F$",
+                       title: str = "Error against rank", styles: dict | None = None):
+    """One line per ``label -> errors`` (errors[t] belongs to ranks[t]); ``styles`` maps a label to plot kwargs."""
+    with style():
+        if ax is None:
+            _, ax = plt.subplots(figsize=(9, 4))
+        for label, errs in curves.items():
+            ax.plot(list(ranks), [float(e) for e in errs], label=label, **(styles or {}).get(label, {}))
+        ax.set_xlabel("rank k")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.set_ylim(bottom=0)
+        ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5))
+    return ax
+
+
+def plot_rank_k(W, k: int, svd=None, cmap: str = "gray", name: str = "picture"):
+    """The slider figure: ``W``, its best rank-``k`` approximation, the residual, and the error against rank.
+
+    ``svd`` = ``torch.linalg.svd(W, full_matrices=False)`` computed once outside, so a slider move only
+    multiplies three small matrices. The error panel marks ``k`` on the Eckart-Young curve; the storage
+    count is that of two factors, (m x k) and (k x n), as LoRA stores B and A.
+    """
+    import torch
+
+    U, S, Vh = svd if svd is not None else torch.linalg.svd(W, full_matrices=False)
+    W_k = (U[:, :k] * S[:k]) @ Vh[:k]  # (m, n), rank k
+    tail = torch.cumsum((S.double() ** 2).flip(0), 0).flip(0)  # tail[k] = sigma_{k+1}^2 + ... + sigma_p^2
+    rel = torch.cat([tail, tail.new_zeros(1)]).div(tail[0]).sqrt()  # rel[k]: relative error at rank k
+    R = W - W_k
+    m, n = W.shape
+    stored = k * (m + n)
+    with style():
+        fig, axes = plt.subplots(1, 4, figsize=(15, 3.8), gridspec_kw=dict(width_ratios=[1, 1, 1, 1.3]))
+        vmax = float(W.abs().max())
+        lim = dict(vmin=float(W.min()), vmax=float(W.max())) if cmap == "gray" else dict(vmin=-vmax, vmax=vmax)
+        axes[0].imshow(W, cmap=cmap, **lim)
+        axes[0].set_title(f"{name} ({m} x {n})", fontsize=10)
+        axes[1].imshow(W_k, cmap=cmap, **lim)
+        axes[1].set_title(f"best rank-{k} approximation W_k", fontsize=10)
+        r = float(torch.quantile(R.abs().flatten().float(), 0.99)) + 1e-12  # clip the rare extremes: contrast
+        im = axes[2].imshow(R, cmap="RdBu_r", vmin=-r, vmax=r)
+        axes[2].set_title("residual W - W_k", fontsize=10)
+        cbar = fig.colorbar(im, ax=axes[2], fraction=0.046, pad=0.04)
+        cbar.set_label("red: W > W_k (W_k too low)\nblue: W < W_k (W_k too high)", fontsize=9)
+        for ax in axes[:3]:
+            ax.axis("off")
+        ax = axes[3]
+        ax.plot(range(len(rel)), rel, label="Eckart-Young error, every k")
+        ax.plot([k], [float(rel[k])], "o", color="C3", label=f"k = {k}: {float(rel[k]):.1%}")
+        ax.set_xlabel("rank k")
+        ax.set_ylabel(r"relative error $\|W - W_k\|_F / \|W\|_F$")
+        ax.set_title(f"factors store {stored:,} numbers, {stored / (m * n):.1%} of {m * n:,}", fontsize=10)
+        ax.legend()
+        fig.tight_layout()
+    plt.show()
+    return fig
+
+
+def plot_energy(spectra: dict, ax=None, fraction: float = 0.9, title: str = "Energy captured by the top k"):
+    """``energy(S, k)`` against k for each ``label -> S``, with a dotted line at ``fraction``."""
+    import torch
+
+    with style():
+        if ax is None:
+            _, ax = plt.subplots(figsize=(7, 4))
+        for label, S in spectra.items():
+            sq = torch.as_tensor(S).double() ** 2
+            ax.plot(range(1, len(sq) + 1), torch.cumsum(sq, 0) / sq.sum(), label=label)
+        ax.axhline(fraction, color="gray", ls=":", label=f"{fraction:.0%} of the energy")
+        ax.set_xlabel("k (number of singular values kept)")
+        ax.set_ylabel(r"energy in the top k (fraction of $\|W\|_F^2$)")
+        ax.set_title(title)
+        ax.set_ylim(0, 1.02)
+        ax.legend()
+    return ax
+
+
+def plot_similarity_grids(grids: dict, side: str = "right"):
+    """Heatmaps of ``subspace_similarity_grid`` results, one per ``title -> grid`` (LoRA Fig. 3/4 style).
+
+    Entry (i, j) is phi(A, B, i, j): 1 (yellow) when the top-i directions of A lie in the top-j of B,
+    0 (dark) when they are orthogonal.
+    """
+    with style():
+        fig, axes = plt.subplots(1, len(grids), figsize=(4.2 * len(grids) + 1, 4), squeeze=False)
+        for ax, (title, grid) in zip(axes[0], grids.items(), strict=True):
+            p, q = grid.shape
+            im = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", origin="lower",
+                           extent=(0.5, q + 0.5, 0.5, p + 0.5))
+            ax.set_xlabel("j (top-j directions of the 2nd)", fontsize=12)
+            ax.set_title(title, fontsize=13)
+            ax.grid(False)
+        axes[0, 0].set_ylabel("i (top-i directions of the 1st)", fontsize=12)
+        fig.colorbar(im, ax=axes[0].tolist(), label=rf"$\phi(i, j)$ ({side} singular vectors)")
+    plt.show()
+    return fig

@@ -1,0 +1,26 @@
+"""Reference answers for the exercises of notebooks/08_gpu_finetune.ipynb (try them yourself first)."""
+
+import torch
+
+# 08.1: r * (in + out) summed over the 7 linear types: 576+576, 576+192, 576+192, 576+576, 576+1536, 576+1536,
+# 1536+576 = 10,176 per rank per decoder layer; times 30 layers and r = 64: 19,537,920 (8x the r=8 count).
+rank64_trainable = 64 * 30 * (1152 + 768 + 768 + 1152 + 2112 + 2112 + 2112)
+
+# 08.2: alpha = 128 at r = 64. rsLoRA: 128 / sqrt(64) = 16. LoRA: 128 / 64 = 2. So rsLoRA's update is 8x larger
+# at the same A and B: switching rsLoRA on at fixed alpha multiplies the step size of delta W by sqrt(r).
+rslora_scale = (128 / 64**0.5, (128 / 64**0.5) / (128 / 64))
+
+# 08.3: a T4 (7.5) has no bf16 hardware: fp16 autocast with a GradScaler. An A100 (8.0): bf16, no scaler needed
+# (bf16 has fp32's exponent range, so small gradients do not flush to zero).
+precision_choice = ((torch.float16, True), (torch.bfloat16, False))
+
+# 08.4: 134,515,008 * 4 bytes for the merged model against 2,442,240 * 4 bytes for the adapter: about 55x.
+adapter_ratio = 134_515_008 / 2_442_240
+
+if __name__ == "__main__":
+    from lora_edu import exercises
+
+    exercises.check_rank64_trainable(rank64_trainable)
+    exercises.check_rslora_scale(rslora_scale)
+    exercises.check_precision_choice(precision_choice)
+    exercises.check_adapter_ratio(adapter_ratio)
