@@ -34,13 +34,15 @@ lab: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 
+# Two pytest workers on a 2-core machine: one thread each (OMP_NUM_THREADS=1), or the two processes' threads
+# fight over the cores and everything runs several times slower.
 unit: setup
 	@echo "== unit tests =="
-	HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -n 2 tests
+	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -n 2 tests
 
 notebooks-fast: setup
 	@echo "== notebooks, fast mode =="
-	LORA_EDU_FAST=1 HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -p no:cacheprovider --nbmake \
+	OMP_NUM_THREADS=1 LORA_EDU_FAST=1 HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -p no:cacheprovider --nbmake \
 		--nbmake-timeout=$(NBTIMEOUT) -n 2 notebooks/*.ipynb
 
 test: lint unit notebooks-fast
