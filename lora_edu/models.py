@@ -145,11 +145,13 @@ def _load_local(path: Path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
+    was_enabled = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # a one-second load needs no bar (it would clutter notebook outputs)
     try:
         return AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
     finally:
-        hf_logging.enable_progress_bar()
+        if was_enabled:  # put back what the caller had: a notebook may have turned the bars off itself
+            hf_logging.enable_progress_bar()
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -174,3 +174,16 @@ def test_a_cache_from_an_older_version_is_rebuilt(built_cache, offline_cache):
     del meta["version"]  # as written before versions existed (with GGUF's quantization_config)
     manifest.write_text(json.dumps(meta))
     assert "older lora_edu" in models.verify_cache(manifest.parent)
+
+
+@pytest.mark.parametrize("bars_on", [True, False])
+def test_a_cached_load_leaves_the_progress_bar_setting_as_it_found_it(built_cache, offline_cache, bars_on):
+    from transformers.utils import logging as hf_logging
+
+    _copy_cache(built_cache, offline_cache)
+    (hf_logging.enable_progress_bar if bars_on else hf_logging.disable_progress_bar)()
+    try:
+        load_model(verbose=False)
+        assert hf_logging.is_progress_bar_enabled() is bars_on  # a notebook that turned them off keeps them off
+    finally:
+        hf_logging.enable_progress_bar()
