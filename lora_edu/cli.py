@@ -181,21 +181,6 @@ def write_json_atomic(path: Path, data: dict) -> None:
         raise
 
 
-def _move_into_place(staging: Path, out: Path) -> None:
-    """Replace ``out`` by ``staging`` with renames only; an old ``out`` is restored if the swap fails."""
-    if not out.exists():
-        os.replace(staging, out)
-        return
-    backup = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent)) / "old"
-    os.replace(out, backup)
-    try:
-        os.replace(staging, out)
-    except OSError:
-        os.replace(backup, out)
-        raise
-    shutil.rmtree(backup.parent, ignore_errors=True)
-
-
 def finetune(args, parser) -> int:
     """Run ``lora-edu finetune`` (see the module docstring); returns the exit code.
 
@@ -204,6 +189,7 @@ def finetune(args, parser) -> int:
     """
     from . import merge_and_unload, save_adapter, trainable_parameters
     from .experiments import OutOfGPUMemory, RunConfig, build_model, fit_and_measure
+    from .io import publish_folder
     from .models import ModelSourceError
 
     try:
@@ -254,7 +240,7 @@ def finetune(args, parser) -> int:
             merged = merge_and_unload(model)
             merged.save_pretrained(staging / "merged")
             tokenizer.save_pretrained(staging / "merged")
-        _move_into_place(staging, out)
+        publish_folder(staging, out)  # renames only; an old output folder comes back if the swap fails
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # gone already after a successful rename
     if diverged is None:

@@ -107,20 +107,31 @@ def save_adapter(model: nn.Module, path: str | os.PathLike, base_model_name_or_p
     try:
         (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         save_file(tensors, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
-        if path.exists():  # swap: old -> backup, new -> path, drop backup (restore it if the rename fails)
-            backup = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent)) / "old"
-            os.replace(path, backup)
-            try:
-                os.replace(tmp, path)
-            except OSError:
-                os.replace(backup, path)
-                raise
-            shutil.rmtree(backup.parent, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
+        publish_folder(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # gone already after a successful rename
     return path
+
+
+def publish_folder(tmp: Path, path: Path) -> None:
+    """Move the finished folder ``tmp`` to ``path`` with renames only (an old ``path`` comes back if the swap
+    fails), after giving it the permissions of a normally created folder: ``tempfile`` makes it 0700 (and some
+    writers make files 0600), which would hide an adapter from the other users of a shared machine."""
+    umask = os.umask(0)
+    os.umask(umask)  # reading the umask means setting it; put it back at once
+    for item in [tmp, *tmp.rglob("*")]:
+        os.chmod(item, (0o777 if item.is_dir() else 0o666) & ~umask)
+    if not path.exists():
+        os.replace(tmp, path)
+        return
+    backup = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent)) / "old"
+    os.replace(path, backup)
+    try:
+        os.replace(tmp, path)
+    except OSError:
+        os.replace(backup, path)
+        raise
+    shutil.rmtree(backup.parent, ignore_errors=True)
 
 
 # --- loading ------------------------------------------------------------------------------------------

@@ -251,3 +251,16 @@ def test_save_errors(tmp_path):
     model.model.layers[0].self_attn.q_proj.r = 2  # layers with different settings: one config cannot say
     with pytest.raises(ValueError, match="differ in"):
         save_adapter(model, tmp_path / "b")
+
+
+def test_a_saved_adapter_is_readable_like_any_new_folder(tmp_path):
+    """tempfile makes folders 0700 (and safetensors files 0600); a saved adapter gets the umask's usual modes."""
+    import os
+    import stat
+
+    out = save_adapter(ours(**CONFIGS[0]), tmp_path / "adapter")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o777 & ~umask
+    for f in out.iterdir():
+        assert stat.S_IMODE(f.stat().st_mode) == 0o666 & ~umask, f.name
