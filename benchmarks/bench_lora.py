@@ -1,7 +1,7 @@
 """LoRA training-step time and forward latency: lora_edu against PEFT and the frozen model, on SmolLM2-135M.
 
-Run from the repository root:  python benchmarks/bench_lora.py --quick   (3 samples; it took 7 minutes on a
-2-core CPU shared with two other jobs). The default, 7 samples, takes about twice as long.
+Run from the repository root:  python benchmarks/bench_lora.py --quick   (3 samples; under 2 minutes on an idle
+2-core CPU, 7 on a shared one). The default, 7 samples, takes about twice as long.
 
 On SmolLM2-135M-Instruct (``load_model()``, fp32), one batch of format-task training examples (the first
 ``--batch-size`` of ``load_task("format", "train")`` through ``build_example`` + ``collate``) and LoRA with
