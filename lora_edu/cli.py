@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -168,19 +167,6 @@ def metrics_table(before: dict, after: dict) -> str:
     return "\n".join(lines)
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write JSON to a temporary file in the same folder, then rename it over ``path``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def finetune(args, parser) -> int:
     """Run ``lora-edu finetune`` (see the module docstring); returns the exit code.
 
@@ -190,6 +176,7 @@ def finetune(args, parser) -> int:
     from . import merge_and_unload, save_adapter, trainable_parameters
     from .experiments import OutOfGPUMemory, RunConfig, build_model, fit_and_measure
     from .io import publish_folder
+    from .model import lora_layers
     from .models import ModelSourceError
 
     try:
@@ -203,7 +190,7 @@ def finetune(args, parser) -> int:
     except (ValueError, TypeError, OSError, ModelSourceError) as e:  # bad input: usage + message, exit 2
         parser.error(str(e))
     trainable, total = trainable_parameters(model)
-    print(f"{args.model}: LoRA r={args.r}, alpha={args.alpha:g} on {len(list(_lora_names(model)))} layers; "
+    print(f"{args.model}: LoRA r={args.r}, alpha={args.alpha:g} on {len(list(lora_layers(model)))} layers; "
           f"trainable {trainable:,} of {total:,} parameters ({100 * trainable / total:.3f}%)")
     try:
         run = fit_and_measure(model, tokenizer, config, log=lambda line: print(line, flush=True), progress=True)
@@ -235,7 +222,7 @@ def finetune(args, parser) -> int:
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         save_adapter(model, staging, base_model_name_or_path=args.model)
-        write_json_atomic(staging / "metrics.json", metrics)
+        (staging / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")  # staging is the atomic part
         if args.merge and diverged is None:
             merged = merge_and_unload(model)
             merged.save_pretrained(staging / "merged")
@@ -251,12 +238,6 @@ def finetune(args, parser) -> int:
     print(f"Wrote the adapter{' and the merged model' if args.merge and not diverged else ''} and "
           f"metrics.json to {out}")
     return 1 if diverged else 0
-
-
-def _lora_names(model):
-    from .model import lora_layers
-
-    return (name for name, _ in lora_layers(model))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -100,11 +100,7 @@ def check_config(cfg: RunConfig) -> None:
 def check_model_available(name: str, device=None) -> None:
     """Before any run: ``ModelSourceError`` if no source can serve ``name`` (offline, not cached), then
     ``NoGPUError`` for a model other than the default on the CPU (the runs would take hours there)."""
-    models._check_name(name)
-    cached = models.cache_dir_for(name)
-    if not ((cached.exists() and models.verify_cache(cached) is None) or models.gguf_path(name)
-            or models.hub_reachable()):
-        raise models.ModelSourceError(models._no_source_message(name))
+    models.check_source(name)
     device = get_device() if device is None else torch.device(device)
     if name != models.DEFAULT_MODEL and device.type != "cuda":
         raise NoGPUError(gpu_message(f"Fine-tuning {name}") + f" On the CPU, use {models.DEFAULT_MODEL}.")

@@ -255,6 +255,15 @@ def load_model(name: str = DEFAULT_MODEL, *, dtype: torch.dtype = torch.float32,
     return model, tokenizer
 
 
+def check_source(name: str = DEFAULT_MODEL) -> None:
+    """Raise ``ModelSourceError`` (saying what to do) unless ``load_model(name)`` has a source: a valid cache,
+    the hub, or the offline package. Loads nothing, so a notebook can ask before a long run starts."""
+    _check_name(name)
+    cached = cache_dir_for(name)
+    if not ((cached.exists() and verify_cache(cached) is None) or gguf_path(name) or hub_reachable()):
+        raise ModelSourceError(_no_source_message(name))
+
+
 def _no_source_message(name: str) -> str:
     offline = ("HF_HUB_OFFLINE=1 is set" if hub_offline()
                else "the Hugging Face hub is not reachable from this machine")

@@ -45,11 +45,16 @@ def check_trainable_parameters(answer) -> Check:
                             "not 576 -> 576; add q_proj and v_proj, then multiply by the 30 layers.")
 
 
-def check_scaling(answer) -> Check:
-    """Exercise 02.3: (standard, rsLoRA) scaling for r = 64 and lora_alpha = 16."""
-    return check_value("02.3 scaling", answer, (16 / 64, 16 / 8),
+def _check_scalings(name: str, answer, r: int, lora_alpha: float) -> Check:
+    """(standard, rsLoRA) scaling: (lora_alpha / r, lora_alpha / sqrt(r)); exercises 02.3 and 03.2."""
+    return check_value(name, answer, (lora_alpha / r, lora_alpha / r**0.5),
                        hint="standard: lora_alpha / r; rsLoRA: lora_alpha / sqrt(r). "
                             "Answer a tuple (standard, rslora).")
+
+
+def check_scaling(answer) -> Check:
+    """Exercise 02.3: (standard, rsLoRA) scaling for r = 64 and lora_alpha = 16."""
+    return _check_scalings("02.3 scaling", answer, r=64, lora_alpha=16)
 
 
 def check_compression(answer) -> Check:
@@ -77,9 +82,7 @@ def check_toy_loss_floor(answer) -> Check:
 
 def check_toy_scaling(answer) -> Check:
     """Exercise 03.2: (standard, rsLoRA) scaling for r = 16 and lora_alpha = 32."""
-    return check_value("03.2 scaling", answer, (32 / 16, 32 / 4),
-                       hint="standard: lora_alpha / r; rsLoRA: lora_alpha / sqrt(r). "
-                            "Answer a tuple (standard, rslora).")
+    return _check_scalings("03.2 scaling", answer, r=16, lora_alpha=32)
 
 
 def check_toy_lora_parameters(answer) -> Check:
