@@ -7,7 +7,7 @@ On SmolLM2-135M-Instruct (``load_model()``, fp32), one batch of format-task trai
 ``--batch-size`` of ``load_task("format", "train")`` through ``build_example`` + ``collate``) and LoRA with
 r=8, lora_alpha=16 on the seven linear types q_proj .. down_proj, it times, interleaved:
 
-  training step   lora_edu.train.training_step (forward, backward, clip to norm 1, AdamW lr 1e-3) on
+  training step   lora_edu.training.training_step (forward, backward, clip to norm 1, AdamW lr 1e-3) on
                   lora_edu's LoRA and on PEFT's (``peft.get_peft_model``, same LoraConfig values), and the
                   floor: forward + backward through the frozen model with no weight gradients at all (the
                   input embeddings require grad, so backward still runs through every layer);
@@ -35,8 +35,9 @@ import transformers
 from timing import interleaved, machine_info  # benchmarks/timing.py
 
 from lora_edu import LoraConfig, inject_lora, lora_layers, merge_and_unload
+from lora_edu.chat import build_example, collate, pad_token_id
 from lora_edu.runtime import Precision
-from lora_edu.train import build_example, collate, pad_token_id, training_step
+from lora_edu.training import training_step
 
 # peft imports bitsandbytes, which logs that an optional CPU kernel package is missing: not in our table
 logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
@@ -49,7 +50,7 @@ R, ALPHA, LR, MAX_GRAD_NORM = 8, 16, 1e-3, 1.0  # the settings notebook 04 train
 def load_model_and_batch(tiny: bool, batch_size: int):
     """The base model (frozen) and one right-padded batch: input_ids, attention_mask, labels (batch, seq)."""
     if tiny:  # a random 2-layer Llama and random tokens: for developing this script, not for numbers
-        from lora_edu.models import tiny_llama
+        from lora_edu.pretrained import tiny_llama
 
         model = tiny_llama()
         generator = torch.Generator().manual_seed(0)
@@ -136,7 +137,7 @@ def main() -> None:
 
     def lora_step(model):
         params = [p for p in model.parameters() if p.requires_grad]  # A and B only
-        optimizer = torch.optim.AdamW(params, lr=LR, weight_decay=0.0)  # as lora_edu.train.train
+        optimizer = torch.optim.AdamW(params, lr=LR, weight_decay=0.0)  # as lora_edu.training.train
         return lambda: training_step(model, batch, optimizer, scaler, fp32, MAX_GRAD_NORM)
 
     def floor_step():  # no trainable weight: the embeddings (batch, seq, hidden) are the only grad leaf

@@ -1,10 +1,16 @@
 """lora_edu: the small PyTorch library behind the LoRA teaching notebooks.
 
 Every notebook builds the key lines inline, then checks them against the version here. Each module's
-docstring names the notebook that explains it.
+docstring names the notebook that explains it. The names a notebook needs most are here at the top level;
+topics with many names stay namespaces (``quant``, ``lowrank``, ``memory``, ``merging``, ``data``, ``viz``,
+``exercises``, ...): ``from lora_edu import quant`` then ``quant.quantize_nf4``. CONTRIBUTING.md draws the
+layers of the package.
 """
 
+from .chat import build_example, collate, pad_token_id, prompt_ids
 from .config import LoraConfig
+from .data import load_task
+from .evaluation import evaluate, generate_answers
 from .io import load_adapter, save_adapter
 from .layers import LoraLinear
 from .loraplus import create_loraplus_optimizer
@@ -30,13 +36,25 @@ from .model import (
     trainable_parameters,
     unload,
 )
-from .models import DEFAULT_MODEL, ModelSourceError, load_model
+from .pretrained import DEFAULT_MODEL, ModelSourceError, load_model
 from .qlora import NF4Linear, QLoRALinear, model_nbytes, prepare_qlora, quantize_model
 from .runtime import FAST, IN_COLAB, banner, get_device, precision_policy, seed_everything
+from .training import TrainingDiverged, TrainResult, train, validation_loss
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "build_example",
+    "collate",
+    "pad_token_id",
+    "prompt_ids",
+    "load_task",
+    "evaluate",
+    "generate_answers",
+    "TrainingDiverged",
+    "TrainResult",
+    "train",
+    "validation_loss",
     "NF4Linear",
     "QLoRALinear",
     "model_nbytes",

@@ -1,5 +1,5 @@
 """The baselines LoRA is compared with: full fine-tuning and BitFit-style bias tuning (train them with
-``lora_edu.train.train``; its ``optimizer=`` takes any optimizer, such as LoRA+'s two learning rates).
+``lora_edu.training.train``; its ``optimizer=`` takes any optimizer, such as LoRA+'s two learning rates).
 
 - ``full_finetune_setup``: every parameter trains (the baseline of LoRA's Tables 2-4, "FT").
 - BitFit (Ben Zaken et al. 2021, arXiv 2106.10199) trains only the bias terms of a pretrained model. SmolLM2

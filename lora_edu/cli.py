@@ -1,7 +1,7 @@
 """``lora-edu finetune``: fine-tune SmolLM2 with LoRA on a course task from the command line.
 
 One command does what notebook 04 does step by step: load the base model, measure it on the test split, inject
-LoRA (``inject_lora``), train (``lora_edu.train.train``, with a progress bar), measure again, and write the
+LoRA (``inject_lora``), train (``lora_edu.training.train``, with a progress bar), measure again, and write the
 adapter in PEFT's format (``save_adapter``) with a ``metrics.json`` beside it; ``--merge`` also writes the
 merged model (``merge_and_unload`` then transformers' ``save_pretrained``). Everything is written into a
 temporary folder next to ``--output-dir`` and renamed into place at the end, so an interrupted run never
@@ -34,14 +34,14 @@ ADAPTER_CONFIG = "adapter_config.json"  # the file that marks a folder as an ada
 
 def load_base_model(name: str):
     """(model, tokenizer) for ``name`` (a seam: tests replace it with a tiny model)."""
-    from .models import load_model
+    from .pretrained import load_model
 
     return load_model(name)
 
 
 # --- arguments ------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    from .models import DEFAULT_MODEL
+    from .pretrained import DEFAULT_MODEL
 
     parser = argparse.ArgumentParser(prog="lora-edu", description="Command-line tools of the lora_edu course.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -173,11 +173,10 @@ def finetune(args, parser) -> int:
     The run itself is ``lora_edu.experiments``' ``build_model`` then ``fit_and_measure`` (notebook 08 runs the
     same two through ``run_config``); this function adds the command line: exit codes and the output folder.
     """
-    from . import merge_and_unload, save_adapter, trainable_parameters
     from .experiments import OutOfGPUMemory, RunConfig, build_model, fit_and_measure
-    from .io import publish_folder
-    from .model import lora_layers
-    from .models import ModelSourceError
+    from .io import publish_folder, save_adapter
+    from .model import lora_layers, merge_and_unload, trainable_parameters
+    from .pretrained import ModelSourceError
 
     try:
         check_arguments(args)

@@ -1,6 +1,6 @@
 """Task data for fine-tuning: two small generated tasks, their JSONL files, loaders and scoring helpers.
 
-Explained in notebooks/04_lora_in_a_transformer.ipynb (the format task) and used by ``lora_edu.train``.
+Explained in notebooks/04_lora_in_a_transformer.ipynb (the format task) and used by ``lora_edu.training``.
 
 - *format*: an English sentence about a person -> one exact line of JSON with keys name, age, job, city.
   Learning an output *format* is what LoRA does well at a low rank (Hu et al. 2021, arXiv 2106.09685,

@@ -2,7 +2,7 @@
 
 ``run_config(RunConfig(...))`` loads the base in the device's precision (``runtime.precision_policy``: bf16 on
 Ampere/Hopper, fp16 + GradScaler on a T4, fp32 on the CPU), adds LoRA or QLoRA, measures the test examples,
-trains (``lora_edu.train.train``), measures again, and returns a ``RunResult`` whose ``row`` is one line of a
+trains (``lora_edu.training.train``), measures again, and returns a ``RunResult`` whose ``row`` is one line of a
 results table (wall time, tokens/s, peak GPU memory, exact match and answer loss before and after, trainable
 parameters). ``rank_sweep`` runs it over ranks x tasks x seeds. ``lora-edu finetune`` (lora_edu/cli.py) uses
 its two halves, ``build_model`` and ``fit_and_measure``. Explained in notebooks/08_gpu_finetune.ipynb.
@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import torch
 
-from . import models
+from . import pretrained
 from .config import LoraConfig
 from .data import TASKS, load_task
 from .runtime import NoGPUError, Precision, get_device, gpu_message, precision_policy, seed_everything
@@ -37,7 +37,7 @@ class RunConfig:
     """One fine-tuning run. The defaults are notebook 04's measured recipe (r=8, alpha=16, all-linear)."""
 
     task: str = "format"
-    model_name: str = models.DEFAULT_MODEL
+    model_name: str = pretrained.DEFAULT_MODEL
     method: str = "lora"  # "lora": frozen base in the device's precision; "qlora": frozen base in NF4
     r: int = 8
     lora_alpha: float = 16.0
@@ -72,7 +72,7 @@ class RunResult:
     row: dict
     before: dict | None = None  # evaluate(...) before training, predictions included
     after: dict | None = None
-    train: object = None  # lora_edu.train.TrainResult
+    train: object = None  # lora_edu.training.TrainResult
     diverged: str | None = None  # TrainingDiverged's message, else None
     model: object = field(default=None, repr=False)  # kept only with keep_model=True
     tokenizer: object = field(default=None, repr=False)
@@ -100,10 +100,10 @@ def check_config(cfg: RunConfig) -> None:
 def check_model_available(name: str, device=None) -> None:
     """Before any run: ``ModelSourceError`` if no source can serve ``name`` (offline, not cached), then
     ``NoGPUError`` for a model other than the default on the CPU (the runs would take hours there)."""
-    models.check_source(name)
+    pretrained.check_source(name)
     device = get_device() if device is None else torch.device(device)
-    if name != models.DEFAULT_MODEL and device.type != "cuda":
-        raise NoGPUError(gpu_message(f"Fine-tuning {name}") + f" On the CPU, use {models.DEFAULT_MODEL}.")
+    if name != pretrained.DEFAULT_MODEL and device.type != "cuda":
+        raise NoGPUError(gpu_message(f"Fine-tuning {name}") + f" On the CPU, use {pretrained.DEFAULT_MODEL}.")
 
 
 def oom_message(cfg: RunConfig) -> str:
@@ -135,7 +135,7 @@ def build_model(cfg: RunConfig, device=None, precision: Precision | None = None,
 
     device = torch.device(device) if device is not None else get_device()
     precision = precision or precision_policy(device)
-    model, tokenizer = (loader or (lambda name: models.load_model(name, verbose=False)))(cfg.model_name)
+    model, tokenizer = (loader or (lambda name: pretrained.load_model(name, verbose=False)))(cfg.model_name)
     model = model.to(dtype=precision.dtype)  # bf16 / fp16 on a GPU, fp32 on the CPU
     seed_everything(cfg.seed)  # the A matrices' initialisation
     if cfg.method == "qlora":
@@ -150,8 +150,8 @@ def fit_and_measure(model, tokenizer, cfg: RunConfig, precision: Precision | Non
     """Measure before (if ``cfg.measure_before``), train, measure after, on the first ``cfg.eval_examples``
     test examples: exact match (greedy generation) and answer loss (``validation_loss``: cross-entropy per
     answer token). A diverged run has no "after"; out of GPU memory raises ``OutOfGPUMemory``."""
-    from . import train as train_module
-    from .evaluate import evaluate
+    from . import training as train_module
+    from .evaluation import evaluate
     from .model import trainable_parameters
     from .qlora import NF4Linear
 

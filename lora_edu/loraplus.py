@@ -96,7 +96,7 @@ def create_loraplus_optimizer(model: nn.Module,
     decays as PEFT's ``create_loraplus_optimizer(model, optimizer_cls, lr=..., loraplus_lr_ratio=...)``.
 
     >>> from lora_edu import LoraConfig, inject_lora
-    >>> from lora_edu.models import tiny_llama
+    >>> from lora_edu.pretrained import tiny_llama
     >>> model = inject_lora(tiny_llama(), LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
     >>> opt = create_loraplus_optimizer(model, lr=1e-4)
     >>> [(len(g["params"]), g["lr"]) for g in opt.param_groups]  # A, embedding, B, B without decay

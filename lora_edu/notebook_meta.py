@@ -23,6 +23,7 @@ NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 BADGE_RE = re.compile(r"https://colab\.research\.google\.com/github/([\w.-]+/[\w.-]+)/blob/([\w.-]+)/(\S+?\.ipynb)")
 INSTALL_RE = re.compile(r'%pip install -q "lora-edu @ git\+https://github\.com/([\w.-]+/[\w.-]+)@([\w.-]+)"')
 # /home/x, /Users/x, /root/x, /tmp/x, /work/x, C:\Users\x: paths that exist on one machine only.
+SETUP_MAX_LINES = 30  # the imports cell after the install cell: a learner reads it whole before anything runs
 ABS_PATH_RE = re.compile(r"(?<![\w.])(/(home|Users|root|tmp|work|mnt|opt)/[\w.-]+|[A-Za-z]:\\\\?Users)")
 
 
@@ -68,6 +69,10 @@ def check_notebook(path: Path, repo: str = GITHUB_REPO, branch: str = GITHUB_BRA
     install = colab_install_line(repo, branch)
     if install not in setup or "google.colab" not in setup or not re.search(r"^\s*if\b", setup, re.M):
         problems.append(f"the first code cell must install only on Colab: `if IN_COLAB:` then `{install}`")
+
+    if len(code) > 1 and len(_source(code[1]).splitlines()) > SETUP_MAX_LINES:
+        problems.append(f"the setup cell runs {len(_source(code[1]).splitlines())} lines (at most "
+                        f"{SETUP_MAX_LINES}): import from the public lora_edu namespace, several names a line")
 
     counts = [c.get("execution_count") for c in code]
     if any(n is None for n in counts):

@@ -23,11 +23,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import LoraConfig
-from .double_quant import NestedAbsmax
-from .intquant import check_blocksize
 from .layers import LoraLinear
 from .model import _linear_names_hint, find_target_modules, mark_only_lora_as_trainable, output_head_name
-from .nf4 import Quant4bit, dequantize_nf4, nf4_code, quantize_nf4
+from .quant.double_quant import NestedAbsmax
+from .quant.intquant import check_blocksize
+from .quant.nf4 import Quant4bit, dequantize_nf4, nf4_code, quantize_nf4
 
 # PEFT's warnings (peft.tuners.lora.bnb.Linear4bit.merge / unmerge), word for word.
 MERGE_WARNING = "Merge lora module to 4-bit linear may get different generations due to rounding errors."

@@ -11,8 +11,8 @@ from lora_edu.baselines import (
     full_finetune_setup,
     training_state_bytes,
 )
-from lora_edu.models import load_model, tiny_llama
-from lora_edu.train import train
+from lora_edu.pretrained import load_model, tiny_llama
+from lora_edu.training import train
 
 ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 SHORT = [{"prompt": f"Say {w}.", "target": w} for w in ("yes", "no", "maybe", "never")]
@@ -86,7 +86,7 @@ def test_training_state_bytes_counts_adam_state():
 def tiny_lora(tok, r=4):
     model = tiny_llama(vocab_size=len(tok))
     with torch.no_grad():
-        model.model.embed_tokens.weight.mul_(20)  # as tests/test_train.py: a frozen head that can fit
+        model.model.embed_tokens.weight.mul_(20)  # as tests/test_training.py: a frozen head that can fit
     torch.manual_seed(0)
     return inject_lora(model, LoraConfig(r=r, lora_alpha=2 * r, target_modules=ALL_LINEAR))
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from lora_edu import cli, load_adapter, lora_layers
-from lora_edu.models import DEFAULT_MODEL, load_model, tiny_llama
+from lora_edu.pretrained import DEFAULT_MODEL, load_model, tiny_llama
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +163,7 @@ def test_ctrl_c_exits_130_and_writes_nothing(tiny, tmp_path, capsys, monkeypatch
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("lora_edu.train.train", interrupted)
+    monkeypatch.setattr("lora_edu.training.train", interrupted)
     out_dir = tmp_path / "run"
     code, _, err = run(["finetune", "--task", "format", "--output-dir", str(out_dir), *FAST], capsys)
     assert code == 130 and "was not written" in err and "Traceback" not in err

@@ -30,7 +30,7 @@ from lora_edu import (
     unload,
 )
 from lora_edu.io import CONFIG_NAME, WEIGHTS_NAME
-from lora_edu.models import tiny_llama
+from lora_edu.pretrained import tiny_llama
 
 PEFT_PREFIX = "base_model.model."
 

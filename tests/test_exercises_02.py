@@ -11,7 +11,7 @@ from lora_edu import (
     lora_parameter_count,
     trainable_parameters,
 )
-from lora_edu.models import tiny_llama
+from lora_edu.pretrained import tiny_llama
 
 SOLUTIONS = solutions("02")
 

@@ -7,9 +7,9 @@ The base model is a tiny random Llama with SmolLM2's real tokenizer, so a run of
 import pytest
 import torch
 
-from lora_edu import cli, experiments, load_adapter, models, runtime
+from lora_edu import cli, experiments, load_adapter, pretrained, runtime
 from lora_edu.experiments import OutOfGPUMemory, RunConfig
-from lora_edu.models import DEFAULT_MODEL, load_model, tiny_llama
+from lora_edu.pretrained import DEFAULT_MODEL, load_model, tiny_llama
 from lora_edu.qlora import NF4Linear
 
 TINY = dict(steps=2, batch_size=4, warmup_steps=0, eval_examples=2, max_new_tokens=3, r=2, lora_alpha=4.0)
@@ -85,11 +85,11 @@ def test_cuda_precision_path_gives_16_bit_base_and_fp32_adapters(capability, dty
 
 
 def test_rank_sweep_rows_alpha_2r_rslora_and_one_base_measurement(loader, monkeypatch):
-    import lora_edu.evaluate
+    import lora_edu.evaluation
 
     calls = []
-    real = lora_edu.evaluate.evaluate
-    monkeypatch.setattr(lora_edu.evaluate, "evaluate", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = lora_edu.evaluation.evaluate
+    monkeypatch.setattr(lora_edu.evaluation, "evaluate", lambda *a, **k: calls.append(1) or real(*a, **k))
     templates = {"knowledge": RunConfig(**{**TINY, "steps": 1, "task": "format"})}  # the key names the task
     lines = []
     rows = experiments.rank_sweep(templates, ranks=[1, 2], seeds=[0, 1], rslora_ranks=[2], log=lines.append,
@@ -132,9 +132,9 @@ def test_sweep_reading_helpers():
     ({"warmup_steps": 2}, "warmup_steps must be in [0, steps)"),
 ])
 def test_bad_config_is_refused_before_any_work(change, message, loader, monkeypatch):
-    import lora_edu.evaluate
+    import lora_edu.evaluation
 
-    monkeypatch.setattr(lora_edu.evaluate, "evaluate", lambda *a, **k: pytest.fail("evaluated a bad config"))
+    monkeypatch.setattr(lora_edu.evaluation, "evaluate", lambda *a, **k: pytest.fail("evaluated a bad config"))
     with pytest.raises(ValueError) as e:
         experiments.run_config(RunConfig(**{**TINY, **change}), loader=loader, log=lambda *a: None)
     assert message in str(e.value)
@@ -146,7 +146,7 @@ def oom(*args, **kwargs):
 
 @pytest.mark.parametrize("batch_size, advice", [(4, "batch_size=2"), (1, "batch_size is already 1")])
 def test_out_of_memory_says_to_halve_the_batch(batch_size, advice, loader, monkeypatch):
-    monkeypatch.setattr("lora_edu.train.training_step", oom)
+    monkeypatch.setattr("lora_edu.training.training_step", oom)
     with pytest.raises(OutOfGPUMemory) as e:
         experiments.run_config(RunConfig(**{**TINY, "batch_size": batch_size}), loader=loader, log=lambda *a: None)
     assert advice in str(e.value) and f"at batch_size={batch_size}" in str(e.value)
@@ -155,7 +155,7 @@ def test_out_of_memory_says_to_halve_the_batch(batch_size, advice, loader, monke
 
 def test_cli_out_of_memory_exits_1_without_traceback_or_output(loader, monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(cli, "load_base_model", loader)
-    monkeypatch.setattr("lora_edu.train.training_step", oom)
+    monkeypatch.setattr("lora_edu.training.training_step", oom)
     code = cli.main(["finetune", "--task", "format", "--output-dir", str(tmp_path / "run"), "--steps", "2",
                      "--batch-size", "8", "--warmup-steps", "0", "--eval-examples", "0", "--r", "2"])
     err = capsys.readouterr().err
@@ -166,11 +166,11 @@ def test_cli_out_of_memory_exits_1_without_traceback_or_output(loader, monkeypat
 def test_model_choice_offline_and_without_gpu(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("LORA_EDU_CACHE", str(tmp_path))  # an empty cache
-    with pytest.raises(models.ModelSourceError, match="HF_HUB_OFFLINE=1 is set"):
+    with pytest.raises(pretrained.ModelSourceError, match="HF_HUB_OFFLINE=1 is set"):
         experiments.check_model_available(experiments.LARGER_MODEL, "cuda")
     with pytest.raises(ValueError, match="owner/name"):
         experiments.check_model_available("SmolLM2", "cpu")
-    monkeypatch.setattr(models, "hub_reachable", lambda: True)  # as on Colab: the hub can serve it
+    monkeypatch.setattr(pretrained, "hub_reachable", lambda: True)  # as on Colab: the hub can serve it
     with pytest.raises(runtime.NoGPUError, match="Runtime > Change runtime type > T4 GPU"):
         experiments.check_model_available(experiments.LARGER_MODEL, "cpu")
     experiments.check_model_available(experiments.LARGER_MODEL, "cuda")  # a GPU and a source: fine

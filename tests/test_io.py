@@ -12,7 +12,7 @@ from transformers import LlamaForCausalLM
 import lora_edu.io
 from lora_edu import LoraConfig, inject_lora, load_adapter, lora_layers, merge_and_unload, save_adapter
 from lora_edu.io import CONFIG_NAME, WEIGHTS_NAME
-from lora_edu.models import tiny_llama
+from lora_edu.pretrained import tiny_llama
 
 IDS = torch.randint(0, 128, (2, 9), generator=torch.Generator().manual_seed(0))
 
@@ -139,7 +139,7 @@ def test_merged_model_round_trips_through_transformers(tmp_path):
 
 
 def test_smollm2_adapter_loads_in_peft(tmp_path):
-    from lora_edu.models import load_model
+    from lora_edu.pretrained import load_model
 
     model, _ = load_model(verbose=False)
     torch.manual_seed(0)

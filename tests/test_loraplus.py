@@ -11,7 +11,7 @@ from torch import nn
 
 from lora_edu import LoraConfig, create_loraplus_optimizer, inject_lora, lora_layers
 from lora_edu.loraplus import loraplus_parameter_groups
-from lora_edu.models import tiny_llama
+from lora_edu.pretrained import tiny_llama
 
 PEFT_PREFIX = "base_model.model."
 

@@ -69,7 +69,7 @@ def test_nf4_bits_per_weight():
 
 
 def test_nf4_bits_agree_with_double_quant_module():
-    double_quant = pytest.importorskip("lora_edu.double_quant")
+    double_quant = pytest.importorskip("lora_edu.quant.double_quant")
     bits = double_quant.bits_per_parameter()
     assert math.isclose(bits["total_dq"], nf4_bits_per_weight(True))
     assert math.isclose(bits["total"], nf4_bits_per_weight(False))

@@ -21,7 +21,7 @@ from lora_edu.model import (
     trainable_parameters,
     unload,
 )
-from lora_edu.models import tiny_llama
+from lora_edu.pretrained import tiny_llama
 
 PEFT_PREFIX = "base_model.model."
 

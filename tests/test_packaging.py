@@ -69,3 +69,10 @@ def test_ruff_is_pinned_with_an_explicit_rule_list():
     dev = _reqs(PYPROJECT["project"]["optional-dependencies"]["dev"])
     assert str(dev["ruff"].specifier).startswith("==")
     assert PYPROJECT["tool"]["ruff"]["lint"]["select"]
+
+
+def test_every_subpackage_is_listed_for_setuptools():
+    # A pip install from git (Colab's install cell) ships only the packages named here.
+    listed = set(PYPROJECT["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "lora_edu").rglob("__init__.py")}
+    assert found == listed, f"pyproject's [tool.setuptools] packages should be {sorted(found)}"

@@ -13,7 +13,7 @@ from lora_edu import quant
 from lora_edu.config import LoraConfig
 from lora_edu.layers import LoraLinear
 from lora_edu.model import inject_lora, merge_and_unload, unload
-from lora_edu.models import tiny_llama
+from lora_edu.pretrained import tiny_llama
 from lora_edu.qlora import (
     MERGE_WARNING,
     UNMERGE_WARNING,
@@ -319,7 +319,7 @@ def test_model_nbytes_counts_codes_constants_lora_and_the_rest():
 
 
 def test_real_smollm2_layer0_in_nf4_stays_close():
-    from lora_edu.models import load_model
+    from lora_edu.pretrained import load_model
 
     model, tok = load_model(verbose=False)
     ids = tok("The capital of France is", return_tensors="pt").input_ids

@@ -1,4 +1,4 @@
-"""lora_edu.quant (integer part, lora_edu.intquant): absmax, zero-point, blockwise, int4, errors, bad input."""
+"""lora_edu.quant (integer part, lora_edu.quant.intquant): absmax, zero-point, blockwise, int4, errors, bad input."""
 
 import pytest
 import torch
@@ -17,7 +17,7 @@ def test_public_names_of_the_issue():
     assert set(quant.__all__) <= set(dir(quant))
 
 
-@pytest.mark.parametrize("module", ["lora_edu.nf4", "lora_edu.q4_1", "lora_edu.double_quant", "lora_edu.intquant"])
+@pytest.mark.parametrize("module", ["lora_edu.quant.nf4", "lora_edu.quant.q4_1", "lora_edu.quant.double_quant", "lora_edu.quant.intquant"])
 def test_each_module_imports_on_its_own(module):
     # no import cycle: a fresh interpreter imports any of the modules first
     import subprocess

@@ -1,4 +1,4 @@
-"""NF4 / FP4 / double quantization (lora_edu.nf4, lora_edu.double_quant) against bitsandbytes on the CPU."""
+"""NF4 / FP4 / double quantization (lora_edu.quant.nf4, lora_edu.quant.double_quant) against bitsandbytes on the CPU."""
 
 import copy
 import warnings
@@ -6,8 +6,9 @@ import warnings
 import pytest
 import torch
 
-from lora_edu import double_quant, quant
-from lora_edu.models import gguf_path
+from lora_edu import quant
+from lora_edu.pretrained import gguf_path
+from lora_edu.quant import double_quant
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -98,7 +99,7 @@ def test_pack_first_code_in_the_high_nibble():
 
 @pytest.mark.parametrize("n", [2, 7, 64])
 def test_byte_table_decodes_two_codes_per_lookup(n):
-    from lora_edu.nf4 import byte_table
+    from lora_edu.quant.nf4 import byte_table
 
     code = quant.nf4_code()
     codes = torch.randint(0, 16, (n,), generator=torch.Generator().manual_seed(n), dtype=torch.uint8)

@@ -1,11 +1,11 @@
-"""llama.cpp's Q4_1 (lora_edu.q4_1) against gguf.quants, on random data and on the GGUF file the series loads."""
+"""llama.cpp's Q4_1 (lora_edu.quant.q4_1) against gguf.quants, on random data and on the GGUF file the series loads."""
 
 import numpy as np
 import pytest
 import torch
 
 from lora_edu import quant
-from lora_edu.models import gguf_path
+from lora_edu.pretrained import gguf_path
 
 gguf = pytest.importorskip("gguf")
 Q4_1 = gguf.GGMLQuantizationType.Q4_1

@@ -23,7 +23,7 @@ from .intro import (
     check_mlp_parameters,
     check_subspace_phi,
 )
-from .lora import (
+from .lora_layer import (
     EX03_SINGULAR_VALUES,
     check_alpha_equivalence,
     check_compression,

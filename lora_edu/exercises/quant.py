@@ -42,8 +42,8 @@ def check_fake_quant_int8(fn) -> Check:
 
 def check_nf4_index(answer) -> Check:
     """Exercise 06.3: the NF4 code (0..15) of ``EX06_NF4_WEIGHT`` in a block whose absmax is ``EX06_NF4_ABSMAX``."""
-    from ..nf4 import nearest_code
     from ..quant import nf4_code
+    from ..quant.nf4 import nearest_code
 
     expected = int(nearest_code(torch.tensor([EX06_NF4_WEIGHT / EX06_NF4_ABSMAX]), nf4_code())[0])
     return check_value("06.3 NF4 code index", answer, expected,
@@ -127,7 +127,7 @@ def check_fits_24gb(answer) -> Check:
 
 def check_merge_threshold(answer) -> Check:
     """Exercise 07.4: the smallest update that moves a weight stored as NF4's 0.0 (absmax 1) to another code."""
-    from ..nf4 import nf4_code
+    from ..quant.nf4 import nf4_code
 
     code = nf4_code()
     return check_value("07.4 smallest update that changes the code", answer, float(code[8] / 2), rtol=1e-4,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from .core import STYLE, sliders, style
 from .finetune import format_memory, plot_rank_sweep, plot_run_summary, runs_table
-from .lora import (
+from .lora_layer import (
     plot_init_distributions,
     plot_loss_curves,
     plot_output_change,

@@ -3,13 +3,13 @@
 Explained in notebooks/06_quantization.ipynb; notebook 07 (QLoRA) stores its frozen base with
 ``quantize_nf4``. The code lives in four small modules; read them in this order:
 
-- ``lora_edu.intquant``: absmax int8 (per tensor, per output channel), zero-point int8, blockwise absmax,
+- ``lora_edu.quant.intquant``: absmax int8 (per tensor, per output channel), zero-point int8, blockwise absmax,
   plain int4, and ``quantization_error`` (mean / max absolute, relative Frobenius).
-- ``lora_edu.nf4``: the NF4 code (QLoRA's Eq. 4 and bitsandbytes' construction), FP4, packing two codes
+- ``lora_edu.quant.nf4``: the NF4 code (QLoRA's Eq. 4 and bitsandbytes' construction), FP4, packing two codes
   per byte, blockwise 4-bit quantize / dequantize, byte for byte as bitsandbytes stores them.
-- ``lora_edu.double_quant``: the block constants quantized again (blocks of 256, mean subtracted,
+- ``lora_edu.quant.double_quant``: the block constants quantized again (blocks of 256, mean subtracted,
   bitsandbytes' 8-bit dynamic map) and the bits-per-parameter sums (4.5 -> ~4.127).
-- ``lora_edu.q4_1``: llama.cpp's Q4_1 (blocks of 32, fp16 scale and minimum), the format of the GGUF
+- ``lora_edu.quant.q4_1``: llama.cpp's Q4_1 (blocks of 32, fp16 scale and minimum), the format of the GGUF
   file the series loads SmolLM2 from, byte for byte as ``gguf.quants`` writes it.
 
 Paper: QLoRA (Dettmers et al. 2023, arXiv 2305.14314), sections 2-3.

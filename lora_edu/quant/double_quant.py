@@ -1,6 +1,6 @@
 """Double quantization: the fp32 block constants of NF4 quantized again, and the bits-per-parameter sums.
 
-Explained in notebooks/06_quantization.ipynb (section "Double quantization"); used by ``lora_edu.nf4``.
+Explained in notebooks/06_quantization.ipynb (section "Double quantization"); used by ``lora_edu.quant.nf4``.
 QLoRA (Dettmers et al. 2023, arXiv 2305.14314), section 3 "Double Quantization": with blocksize 64, one
 fp32 absmax per block costs 32/64 = 0.5 bits per weight. Quantizing those constants once more, in blocks of
 256 with an 8-bit code, after subtracting their mean (they are all positive, so centring them uses the

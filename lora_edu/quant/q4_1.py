@@ -1,7 +1,7 @@
 """llama.cpp's Q4_1: blocks of 32 weights, each stored as a 4-bit code with an fp16 scale and minimum.
 
 Explained in notebooks/06_quantization.ipynb (section "Q4_1: the file we load"): SmolLM2's GGUF file
-(``lora_edu.models.gguf_path()``) stores its linear layers this way. Import from ``lora_edu.quant``.
+(``lora_edu.pretrained.gguf_path()``) stores its linear layers this way. Import from ``lora_edu.quant``.
 
 Per block of 32 consecutive weights x (along the last dimension, one row at a time):
     d = (max(x) - min(x)) / 15,   m = min(x),   q = min(15, trunc((x - m) / d + 0.5))  in 0..15

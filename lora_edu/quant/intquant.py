@@ -1,7 +1,7 @@
 """Integer quantization from scratch: absmax (per tensor, per output channel), zero-point, and blockwise absmax.
 
 Explained in notebooks/06_quantization.ipynb (sections 1-3). The 4-bit formats built on the same idea
-(NF4, FP4, double quantization) are in ``lora_edu.nf4``, llama.cpp's Q4_1 in ``lora_edu.q4_1``; import them
+(NF4, FP4, double quantization) are in ``lora_edu.quant.nf4``, llama.cpp's Q4_1 in ``lora_edu.quant.q4_1``; import them
 all from ``lora_edu.quant``.
 
 The one idea: store ``codes`` (small integers) and ``constants`` (a few floats) such that
@@ -195,7 +195,7 @@ def dequantize_blockwise(q: BlockwiseQuant) -> torch.Tensor:
 def quantize_int4(weight: torch.Tensor, blocksize: int = 64) -> BlockwiseQuant:
     """Plain int4: blockwise absmax onto the 15 integers -7..7 (symmetric; the code -8 is never used).
 
-    The baseline of QLoRA's Table 2 ("Int4"). Codes stay unpacked here; ``lora_edu.nf4.pack_4bit`` shows
+    The baseline of QLoRA's Table 2 ("Int4"). Codes stay unpacked here; ``lora_edu.quant.nf4.pack_4bit`` shows
     how two 4-bit codes share a byte.
     """
     return quantize_blockwise(weight, blocksize, bits=4)

@@ -1,6 +1,6 @@
 """Evaluate a chat model on a task by greedy generation: exact match, per-field accuracy, seen vs new phrasings.
 
-``generate_answers`` formats each prompt with the chat template (``lora_edu.train.prompt_ids``), pads the batch
+``generate_answers`` formats each prompt with the chat template (``lora_edu.chat.prompt_ids``), pads the batch
 on the *left* so that every prompt ends at the last position and the new tokens line up, passes an attention
 mask so the padding is never attended to, and decodes greedily until the template's end-of-turn token.
 ``evaluate`` scores the answers with ``lora_edu.data``'s ``exact_match`` and ``field_accuracy``.
@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import torch
 
+from .chat import check_examples, end_token_id, pad_batch, pad_token_id, prompt_ids
 from .data import FORMAT_KEYS, exact_match, field_accuracy, parse_record
-from .train import check_examples, end_token_id, pad_batch, pad_token_id, prompt_ids
 
 
 @torch.no_grad()
