@@ -5,23 +5,6 @@ import types
 import pytest
 
 from lora_edu.chat import IGNORE_INDEX, build_example, collate, end_token_id, pad_batch, pad_token_id
-from lora_edu.data import load_task
-from lora_edu.pretrained import load_model
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return load_model(verbose=False)[1]
-
-
-@pytest.fixture(scope="module")
-def fmt():
-    return load_task("format", "train")
-
-
-@pytest.fixture(scope="module")
-def knowledge():
-    return load_task("knowledge", "train")
 
 
 # --- chat formatting and label masking --------------------------------------------------------------------

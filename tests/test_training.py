@@ -17,27 +17,12 @@ from lora_edu import evaluation as evaluate_module
 from lora_edu.chat import build_example, collate, pad_token_id
 from lora_edu.data import load_task
 from lora_edu.evaluation import evaluate, generate_answers
-from lora_edu.pretrained import load_model, tiny_llama
+from lora_edu.pretrained import tiny_llama
 from lora_edu.runtime import Precision
 from lora_edu.training import TrainingDiverged, lr_factor, train, training_step, validation_loss
 
 ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 FP32 = Precision("cpu", torch.float32, None, False, "cpu: fp32")
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return load_model(verbose=False)[1]
-
-
-@pytest.fixture(scope="module")
-def fmt():
-    return load_task("format", "train")
-
-
-@pytest.fixture(scope="module")
-def knowledge():
-    return load_task("knowledge", "train")
 
 
 SHORT = [{"prompt": f"Say {w}.", "target": w} for w in ("yes", "no", "maybe", "never")]  # ~30 tokens each
