@@ -117,20 +117,31 @@ def set_repo(repo: str, branch: str = GITHUB_BRANCH, notebooks: Path = NOTEBOOKS
 
 
 def strip_widget_state(path: Path) -> bool:
-    """Drop stored widget state and widget views (they repeat each slider's figure); True if it changed.
+    """Drop stored widget state and widget views, keeping each slider's static figure; True if it changed.
 
     Executing with ``store_widget_state=False`` is not an option: nbclient then fails on the first output
     a slider sends into its Output widget. So notebooks run with state stored and lose it afterwards.
+    ``viz.sliders`` displays its widget in one output with a PNG of the first figure beside the view: the
+    view goes (without its state it renders as "VBox(children=...)" text on GitHub, or as an error in
+    JupyterLab), the PNG stays, so every viewer sees one figure per slider.
     """
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
     changed = nb.metadata.pop("widgets", None) is not None
     for cell in nb.cells:
-        # Without its state a widget view renders as "VBox(children=...)" text on GitHub: drop the view,
-        # keep the static figure the same cell drew.
-        outputs = [o for o in cell.get("outputs", []) if WIDGET_VIEW not in o.get("data", {})]
-        if cell.cell_type == "code" and len(outputs) != len(cell.outputs):
+        if cell.cell_type != "code":
+            continue
+        outputs = []
+        for out in cell.outputs:
+            data = out.get("data", {})
+            if WIDGET_VIEW not in data:
+                outputs.append(out)
+            elif "image/png" in data:  # a viz.sliders output: keep its static figure
+                data.pop(WIDGET_VIEW)
+                outputs.append(out)
+                changed = True
+        if len(outputs) != len(cell.outputs):
             cell.outputs, changed = outputs, True
     if changed:
         _atomic_write(path, nbformat.writes(nb) + "\n")

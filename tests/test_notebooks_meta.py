@@ -102,3 +102,16 @@ def test_strip_widget_state_drops_only_the_widget_metadata(tmp_path):
     assert [o.output_type for o in after.cells[2].outputs] == ["stream"]  # the view went, the print stayed
     assert notebook_meta.check_notebook(path) == []
     assert not notebook_meta.strip_widget_state(path)  # nothing left to strip
+
+
+def test_strip_widget_state_keeps_the_static_figure_of_a_slider(tmp_path):
+    nb = _good_notebook()
+    slider = nbformat.v4.new_output("display_data", data={notebook_meta.WIDGET_VIEW: {"model_id": "x"},
+                                                          "image/png": "iVBORw0KGgo=", "text/plain": "Sliders"})
+    nb.cells[2].outputs.append(slider)
+    (tmp_path / "notebooks").mkdir()
+    path = tmp_path / "notebooks" / "99_demo.ipynb"
+    nbformat.write(nb, path)
+    assert notebook_meta.strip_widget_state(path)
+    kept = nbformat.read(path, as_version=4).cells[2].outputs[-1]
+    assert set(kept.data) == {"image/png", "text/plain"}
