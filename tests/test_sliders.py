@@ -21,7 +21,7 @@ def show(k):
     plt.show()
     print(f"k is {k}")  # the live widget prints this under its figure; the static copy does not
 
-box = viz.sliders(show, k=IntSlider(value=3, min=1, max=9, continuous_update=False))
+viz.sliders(show, k=IntSlider(value=3, min=1, max=9, continuous_update=False))  # last line, as in the notebooks
 """
 
 

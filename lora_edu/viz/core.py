@@ -15,8 +15,11 @@ def style():
     return plt.rc_context(STYLE)
 
 
-def sliders(fn, **controls):
-    """Show ``controls`` (name -> ipywidgets slider) above the output of ``fn(**values)``; return the box.
+def sliders(fn, **controls) -> None:
+    """Show ``controls`` (name -> ipywidgets slider) above the output of ``fn(**values)``.
+
+    Returns nothing, so a cell that ends with ``viz.sliders(...)`` shows the widget once (a returned widget
+    would be displayed a second time as the cell's result).
 
     ``fn`` should draw one figure and call ``plt.show()``. Sliders should use ``continuous_update=False``
     so the figure redraws on release, not on every pixel of a drag.
@@ -38,7 +41,6 @@ def sliders(fn, **controls):
     if png is not None:
         bundle["image/png"] = png
     display(bundle, raw=True)
-    return box
 
 
 def static_png(fn, values: dict) -> str | None:

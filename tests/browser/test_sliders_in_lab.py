@@ -1,0 +1,218 @@
+"""The sliders as a learner meets them: JupyterLab in headless Chromium, every cell run, every slider moved.
+
+For each notebook with a ``viz.sliders`` cell: start JupyterLab on 127.0.0.1 over a copy of the notebooks
+(so nothing committed is autosaved), open the notebook, run all cells in fast mode, then move each slider
+(and tick each checkbox) and check that its figure is redrawn, that each slider cell shows one figure, and
+that no widget error or error output appears. ``make browser-test`` runs this; it needs Debian's
+``chromium`` and ``chromium-driver`` (``.ci/run`` installs them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+RUN_TIMEOUT = float(os.environ.get("BROWSER_RUN_TIMEOUT", 600))  # s to run one notebook's cells, fast mode
+REDRAW_TIMEOUT = 60  # s for a slider's figure to change after a move
+
+
+# Render every cell (JupyterLab 4 draws only the cells in view by default), and no news pop-up over them.
+LAB_SETTINGS = {"@jupyterlab/notebook-extension/tracker": {"windowingMode": "none"},
+                "@jupyterlab/apputils-extension/notification": {"fetchNews": "false"}}
+
+
+def slider_notebooks() -> list[str]:
+    found = []
+    for path in sorted((ROOT / "notebooks").glob("[0-9]*.ipynb")):
+        cells = json.loads(path.read_text())["cells"]
+        if any("viz.sliders(" in "".join(c["source"]) for c in cells if c["cell_type"] == "code"):
+            found.append(path.name)
+    return found
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """(base URL, token) of a JupyterLab serving a throwaway copy of notebooks/, fast mode, offline."""
+    for tool in (CHROMIUM, CHROMEDRIVER):
+        if not Path(tool).exists():
+            pytest.fail(f"{tool} is missing: apt-get install chromium chromium-driver (.ci/run does it)")
+    root = tmp_path_factory.mktemp("lab") / "notebooks"
+    shutil.copytree(ROOT / "notebooks", root)
+    port, token = _free_port(), secrets.token_hex(16)
+    settings = root.parent / "lab-settings"
+    for plugin, values in LAB_SETTINGS.items():
+        (settings / plugin).parent.mkdir(parents=True, exist_ok=True)
+        (settings / f"{plugin}.jupyterlab-settings").write_text(json.dumps(values))
+    env = {**os.environ, "LORA_EDU_FAST": "1", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+           "JUPYTERLAB_SETTINGS_DIR": str(settings)}
+    cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+           f"--ServerApp.token={token}", f"--ServerApp.root_dir={root}", "--ServerApp.open_browser=False"]
+    if os.geteuid() == 0:
+        cmd.append("--allow-root")
+    log = open(root.parent / "lab.log", "w")  # noqa: SIM115 (closed below)
+    server = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2)
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    pytest.fail(f"JupyterLab did not start:\n{(root.parent / 'lab.log').read_text()[-3000:]}")
+                time.sleep(0.5)
+        yield base, token
+    finally:
+        server.terminate()
+        try:
+            server.wait(20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", "--window-size=1400,1000", f"--user-data-dir={profile}"):
+        opts.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    driver.set_script_timeout(30)
+    yield driver
+    driver.quit()
+
+
+def _wait(predicate, timeout: float, what: str, driver):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    driver.save_screenshot(str(ROOT / ".browser-test-failure.png"))
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what} (screenshot: .browser-test-failure.png)")
+
+
+def _run_all(driver):
+    """Run > Run All Cells, through the menu a learner would use."""
+    driver.find_element(By.XPATH, "//div[contains(@class,'lm-MenuBar-itemLabel') and text()='Run']").click()
+    driver.find_element(By.XPATH, "//div[contains(@class,'lm-Menu-itemLabel') and text()='Run All Cells']").click()
+
+
+PROMPTS_JS = """
+return Array.from(document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')).map(p => p.textContent.trim());
+"""
+ERRORS_JS = """
+const bad = [];
+document.querySelectorAll('.jp-OutputArea-output').forEach(o => {
+  const t = o.textContent || '';
+  if (o.getAttribute('data-mime-type') === 'application/vnd.jupyter.stderr' && /Traceback|Error:/.test(t)) bad.push(t.slice(0, 300));
+  if (/Error displaying widget|Error rendering|A Jupyter widget could not be displayed/.test(t)) bad.push(t.slice(0, 300));
+});
+return bad;
+"""
+SLIDER_CELLS_JS = """
+// Each viz.sliders box: the widget VBox whose last child is an Output widget.
+return Array.from(document.querySelectorAll('.jp-CodeCell')).filter(c => c.querySelector('.widget-vbox .widget-output'));
+"""
+FIGURE_JS = """
+const img = arguments[0].querySelector('.widget-output img');
+return img ? img.getAttribute('src') : null;
+"""
+IMAGES_JS = """
+return arguments[0].querySelectorAll('.jp-Cell-outputArea img').length;
+"""
+
+
+def _controls(cell):
+    sliders = cell.find_elements(By.CSS_SELECTOR, ".widget-slider .noUi-handle")
+    boxes = cell.find_elements(By.CSS_SELECTOR, ".widget-checkbox input[type=checkbox]")
+    return sliders, boxes
+
+
+def _shut_down_kernels(base: str, token: str) -> None:
+    """End every kernel the server started, so one notebook's kernel does not idle beside the next one's."""
+    auth = {"Authorization": f"token {token}"}
+    with urllib.request.urlopen(urllib.request.Request(f"{base}/api/sessions", headers=auth), timeout=30) as r:
+        sessions = json.load(r)
+    for session in sessions:
+        req = urllib.request.Request(f"{base}/api/sessions/{session['id']}", headers=auth, method="DELETE")
+        urllib.request.urlopen(req, timeout=30).close()
+
+
+@pytest.fixture
+def notebook_session(lab, browser):
+    yield lab
+    browser.get("about:blank")
+    _shut_down_kernels(*lab)
+
+
+@pytest.mark.parametrize("name", slider_notebooks())
+def test_every_slider_redraws_its_figure(notebook_session, browser, name):
+    base, token = notebook_session
+    browser.get(f"{base}/lab/tree/{name}?reset&token={token}")  # reset: no tabs restored from the last test
+    _wait(lambda: browser.find_elements(By.CSS_SELECTOR, ".jp-Notebook .jp-CodeCell"), 90, "the notebook", browser)
+    _wait(lambda: browser.find_elements(By.CSS_SELECTOR, ".jp-Notebook-ExecutionIndicator[data-status='idle']")
+          or "Idle" in browser.find_element(By.TAG_NAME, "body").text, 90, "an idle kernel", browser)
+    _run_all(browser)
+    n_code = len(browser.execute_script(PROMPTS_JS))
+
+    def finished():
+        prompts = browser.execute_script(PROMPTS_JS)
+        idle = "| Idle" in browser.find_element(By.ID, "jp-main-statusbar").text
+        return idle and len(prompts) == n_code and all(p not in ("[*]:", "[ ]:", "") for p in prompts)
+
+    _wait(finished, RUN_TIMEOUT, f"all {n_code} code cells of {name} to run", browser)
+    assert browser.execute_script(ERRORS_JS) == [], f"{name}: errors after Run All"
+
+    cells = browser.execute_script(SLIDER_CELLS_JS)
+    assert cells, f"{name}: no slider rendered as a live widget"
+    moved = 0
+    for cell in cells:
+        # one figure per slider cell: the widget's own, no frozen copy beside it
+        assert browser.execute_script(IMAGES_JS, cell) == 1, f"{name}: a slider cell shows more than one figure"
+        sliders, boxes = _controls(cell)
+        for control in sliders + boxes:
+            before = _wait(lambda c=cell: browser.execute_script(FIGURE_JS, c), REDRAW_TIMEOUT,
+                           "the slider's figure", browser)
+            browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", control)
+            if control in sliders:
+                control.click()
+                control.send_keys(Keys.ARROW_LEFT if "noUi-handle-upper" in control.get_attribute("class") else
+                                  Keys.ARROW_RIGHT)
+                control.send_keys(Keys.ARROW_LEFT)  # back and forth: some sliders start at their maximum
+                control.send_keys(Keys.ARROW_LEFT)
+            else:
+                control.click()
+            _wait(lambda c=cell, b=before: (browser.execute_script(FIGURE_JS, c) or b) != b, REDRAW_TIMEOUT,
+                  f"a slider of {name} to redraw its figure", browser)
+            moved += 1
+    assert moved, f"{name}: no slider could be moved"
+    assert browser.execute_script(ERRORS_JS) == [], f"{name}: errors after moving the sliders"
