@@ -13,13 +13,13 @@ from lora_edu import quant
 from lora_edu.config import LoraConfig
 from lora_edu.layers import LoraLinear
 from lora_edu.model import inject_lora, lora_layers, merge_and_unload, unload
-from lora_edu.qlora import dequantize_model
 from lora_edu.pretrained import tiny_llama
 from lora_edu.qlora import (
     MERGE_WARNING,
     UNMERGE_WARNING,
     NF4Linear,
     QLoRALinear,
+    dequantize_model,
     model_nbytes,
     prepare_qlora,
     quantize_model,
