@@ -11,20 +11,18 @@ folder with two files, and so do we:
   ``....lora_magnitude_vector`` (m is (out,); no ``.weight`` suffix in the file, as PEFT writes it).
   Safetensors only: a pickled ``.bin`` can run code when loaded, so it is refused.
 
-A save is atomic: everything is written into a temporary folder next to the target, then renamed into
-place, so an interrupted save leaves the previous adapter intact. Explained in notebook 05 (merge and
+A save is atomic (``lora_edu.files``): a new folder is written beside the target, then renamed into place;
+in an existing adapter folder each of the two files is written beside its old self and renamed over it, and
+every other file in the folder stays. An interrupted save leaves the previous adapter intact. Explained in notebook 05 (merge and
 unmerge), which saves an adapter here and reloads it with PEFT.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import signal
 import tempfile
-import threading
 import warnings
 from pathlib import Path
 
@@ -34,6 +32,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .config import LoraConfig
+from .files import publish_folder, replace_file
 from .model import find_target_modules, inject_lora, lora_layers
 
 CONFIG_NAME = "adapter_config.json"
@@ -122,8 +121,8 @@ def save_adapter(model: nn.Module, path: str | os.PathLike, base_model_name_or_p
                              "mix the adapter into it. Pick a new folder, e.g. path / 'adapter'.")
         # the weights first: a crash between the two leaves the old config, which the shapes check catches
         # when r changed
-        _replace_file(target / WEIGHTS_NAME, lambda f: save_file(tensors, str(f), metadata={"format": "pt"}))
-        _replace_file(target / CONFIG_NAME, lambda f: f.write_text(text))
+        replace_file(target / WEIGHTS_NAME, lambda f: save_file(tensors, str(f), metadata={"format": "pt"}))
+        replace_file(target / CONFIG_NAME, lambda f: f.write_text(text))
         return given
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))  # same disk: atomic rename
@@ -134,78 +133,6 @@ def save_adapter(model: nn.Module, path: str | os.PathLike, base_model_name_or_p
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # gone already after a successful rename
     return given
-
-
-def _umask() -> int:
-    umask = os.umask(0)
-    os.umask(umask)  # reading the umask means setting it; put it back at once
-    return umask
-
-
-def _replace_file(path: Path, write) -> None:
-    """``write(tmp)`` into a temporary file beside ``path``, then rename it over ``path`` (atomic)."""
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-@contextlib.contextmanager
-def _deferred_interrupt():
-    """Hold a Ctrl-C (SIGINT) until the block is done, so a two-rename swap is not cut in the middle."""
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is None:
-        yield
-        return
-    received = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if received:
-            raise KeyboardInterrupt
-
-
-def publish_folder(tmp: Path, path: Path) -> None:
-    """Move the finished folder ``tmp`` to ``path`` with renames only (an old ``path`` comes back if the swap
-    fails or is interrupted), after giving it the permissions of a normally created folder: ``tempfile`` makes
-    it 0700 (and some writers make files 0600), which would hide an adapter from the other users of a shared
-    machine. ``path`` must not be a symbolic link (the swap would replace the link by a folder)."""
-    tmp, path = Path(tmp), Path(path)
-    if path.is_symlink():
-        raise ValueError(f"{path} is a symbolic link (to {os.readlink(path)}); replacing it would put a folder "
-                         f"where the link was. Pass its target instead: {path.resolve()}.")
-    umask = _umask()
-    for item in [tmp, *tmp.rglob("*")]:
-        os.chmod(item, (0o777 if item.is_dir() else 0o666) & ~umask)
-    if not path.exists():
-        os.replace(tmp, path)
-        return
-    holder = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
-    backup = holder / "old"
-    with _deferred_interrupt():
-        try:
-            os.replace(path, backup)
-        except BaseException:
-            holder.rmdir()
-            raise
-        try:
-            os.replace(tmp, path)
-        except BaseException as error:  # an OSError, or a Ctrl-C that came before the deferral
-            try:
-                os.replace(backup, path)
-            except OSError as restore_error:
-                raise OSError(f"Replacing {path} failed ({error!r}), and putting the previous folder back "
-                              f"failed too ({restore_error}). The previous folder is kept at {backup}; move it "
-                              f"back with: mv '{backup}' '{path}'") from error
-            holder.rmdir()
-            raise
-    shutil.rmtree(holder, ignore_errors=True)
 
 
 # --- loading ------------------------------------------------------------------------------------------

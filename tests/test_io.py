@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import LlamaForCausalLM
 
+import lora_edu.files
 import lora_edu.io
 from lora_edu import LoraConfig, inject_lora, load_adapter, lora_layers, merge_and_unload, save_adapter
 from lora_edu.io import CONFIG_NAME, WEIGHTS_NAME
@@ -376,7 +377,7 @@ def test_save_through_a_symlink_keeps_the_link(tmp_path):
 
 
 def test_publish_folder_restores_the_old_folder_after_ctrl_c_between_the_renames(tmp_path, monkeypatch):
-    from lora_edu.io import publish_folder
+    from lora_edu.files import publish_folder
 
     out, new = tmp_path / "out", tmp_path / "new"
     out.mkdir()
@@ -391,16 +392,16 @@ def test_publish_folder_restores_the_old_folder_after_ctrl_c_between_the_renames
             raise KeyboardInterrupt
         real_replace(src, dst)
 
-    monkeypatch.setattr(lora_edu.io.os, "replace", interrupted)
+    monkeypatch.setattr(lora_edu.files.os, "replace", interrupted)
     with pytest.raises(KeyboardInterrupt):
         publish_folder(new, out)
-    monkeypatch.setattr(lora_edu.io.os, "replace", real_replace)
+    monkeypatch.setattr(lora_edu.files.os, "replace", real_replace)
     assert (out / "old.txt").read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["new", "out"]  # no hidden backup folder left
 
 
 def test_publish_folder_says_where_the_backup_is_when_the_restore_fails(tmp_path, monkeypatch):
-    from lora_edu.io import publish_folder
+    from lora_edu.files import publish_folder
 
     out, new = tmp_path / "out", tmp_path / "new"
     out.mkdir()
@@ -413,13 +414,13 @@ def test_publish_folder_says_where_the_backup_is_when_the_restore_fails(tmp_path
             raise OSError("device gone")
         real_replace(src, dst)
 
-    monkeypatch.setattr(lora_edu.io.os, "replace", failing)
+    monkeypatch.setattr(lora_edu.files.os, "replace", failing)
     with pytest.raises(OSError, match=r"previous folder is kept at .*\.out\.old-.*old"):
         publish_folder(new, out)
 
 
 def test_publish_folder_refuses_a_symlink_and_leaves_no_empty_backup(tmp_path, monkeypatch):
-    from lora_edu.io import publish_folder
+    from lora_edu.files import publish_folder
 
     (tmp_path / "real").mkdir()
     (tmp_path / "link").symlink_to(tmp_path / "real")
@@ -432,7 +433,7 @@ def test_publish_folder_refuses_a_symlink_and_leaves_no_empty_backup(tmp_path, m
     def refuse(src, dst):
         raise PermissionError("read-only")
 
-    monkeypatch.setattr(lora_edu.io.os, "replace", refuse)
+    monkeypatch.setattr(lora_edu.files.os, "replace", refuse)
     with pytest.raises(PermissionError):
         publish_folder(tmp_path / "new", tmp_path / "out")
     monkeypatch.undo()
