@@ -142,6 +142,27 @@ def test_no_two_module_names_one_character_apart():
     assert not close, f"module names one character apart: {close}"
 
 
+def test_the_library_never_unpickles():
+    """README's Guarantees: nothing in lora_edu calls torch.load or pickle, and every model load through
+    transformers asks for safetensors (use_safetensors=True, so no pickled .bin is ever read)."""
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [a.name for a in node.names] + [getattr(node, "module", None) or ""]
+                found += [f"{path.name}: import {n}" for n in names if n.split(".")[0] in ("pickle", "dill")]
+            if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
+                continue
+            owner = ast.unparse(node.func.value)
+            if node.func.attr == "load" and owner in ("torch", "pickle"):
+                found.append(f"{path.name}:{node.lineno}: {owner}.load")
+            if node.func.attr == "from_pretrained" and "ForCausalLM" in owner:
+                safe = any(k.arg == "use_safetensors" and ast.unparse(k.value) == "True" for k in node.keywords)
+                if not safe and not any(k.arg == "gguf_file" for k in node.keywords):  # GGUF: no pickle
+                    found.append(f"{path.name}:{node.lineno}: {owner}.from_pretrained without use_safetensors")
+    assert not found, found
+
+
 def test_the_checker_sees_a_circle_and_a_near_name():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
