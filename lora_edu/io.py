@@ -109,6 +109,11 @@ def save_adapter(model: nn.Module, path: str | os.PathLike, base_model_name_or_p
     # shared views)
     tensors = {f"{PEFT_PREFIX}{key}": tensor.detach().contiguous().clone()
                for name, layer in lora_layers(model) for key, tensor in _adapter_tensors(name, layer).items()}
+    broken = [key.removeprefix(PEFT_PREFIX) for key, t in tensors.items() if not torch.isfinite(t).all()]
+    if broken:
+        raise ValueError(f"{len(broken)} adapter tensors have NaN/Inf entries (e.g. {broken[0]}), often from a "
+                         "diverged training run; load_adapter would refuse the file. Nothing was written. "
+                         "Retrain with a lower learning rate.")
     text = json.dumps(config, indent=2, sort_keys=True, allow_nan=False) + "\n"
     given = Path(path)
     if given.is_symlink() and not given.exists():

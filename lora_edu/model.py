@@ -9,6 +9,7 @@ Explained in notebooks/02_lora_layer.ipynb and used from notebook 03 on.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterator
 
 from torch import nn
@@ -73,6 +74,8 @@ def _linear_names_hint(model: nn.Module) -> str:
 
 def lora_layers(model: nn.Module) -> Iterator[tuple[str, LoraLinear]]:
     """Yield ``(name, layer)`` for every ``LoraLinear`` in the model, in ``named_modules()`` order."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch nn.Module (e.g. a transformers model), got {type(model).__name__}.")
     for name, module in model.named_modules():
         if isinstance(module, LoraLinear):
             yield name, module
@@ -87,6 +90,9 @@ def inject_lora(model: nn.Module, config: LoraConfig | None = None) -> nn.Module
     same initial A matrices as ``peft.get_peft_model``.
     """
     config = LoraConfig() if config is None else config
+    if isinstance(config, dict):
+        raise TypeError(f"config must be a LoraConfig, got a dict {config!r}. Fix: inject_lora(model, "
+                        "LoraConfig(**config)), which also checks every value.")
     existing = [n for n, m in model.named_modules() if hasattr(m, "lora_A")]
     if existing:
         raise ValueError(
@@ -170,12 +176,17 @@ def trainable_parameters(model: nn.Module) -> tuple[int, int]:
 def print_trainable_parameters(model: nn.Module) -> None:
     """Print the counts in exactly PEFT's ``print_trainable_parameters`` format."""
     trainable, total = trainable_parameters(model)
+    if total == 0:
+        raise ValueError("The model has no parameters, so there is nothing to count. Pass the model itself.")
     print(f"trainable params: {trainable:,d} || all params: {total:,d} || "
           f"trainable%: {100 * trainable / total:.4f}")
 
 
 def lora_parameter_count(in_features: int, out_features: int, r: int) -> int:
     """Numbers LoRA trains for one (out, in) matrix: A is (r, in), B is (out, r), so r * (in + out)."""
+    for name, value in (("in_features", in_features), ("out_features", out_features), ("r", r)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r} (e.g. 4096, 4096, 8).")
     return r * (in_features + out_features)
 
 

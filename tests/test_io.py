@@ -473,3 +473,13 @@ def test_property_random_adapter_configs_load_or_give_a_clear_error(tmp_path_fac
         assert torch.isfinite(logits(model)).all()
 
     check()
+
+
+def test_an_adapter_with_nan_weights_is_not_saved(tmp_path):
+    """One step further: load_adapter refuses NaN tensors, so save_adapter must not write them either."""
+    model = ours()
+    with torch.no_grad():
+        next(layer for _, layer in lora_layers(model)).lora_A.weight[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN/Inf"):
+        save_adapter(model, tmp_path / "a")
+    assert list(tmp_path.iterdir()) == []

@@ -297,3 +297,18 @@ def test_a_quantized_linear_layer_gets_an_error_that_names_prepare_qlora():
     model = quantize_model(tiny_llama())
     with pytest.raises(TypeError, match="prepare_qlora"):
         inject_lora(model, LoraConfig(r=4, target_modules=["q_proj"]))
+
+
+# --- one step further (issue 13): the same kind of raw exception elsewhere in the module ------------------
+
+def test_model_functions_give_clear_errors_for_wrong_arguments():
+    with pytest.raises(TypeError, match=r"LoraConfig\(\*\*"):
+        inject_lora(tiny_llama(), {"r": 4})
+    with pytest.raises(TypeError, match="nn.Module"):
+        merge_and_unload("model")
+    with pytest.raises(ValueError, match="no parameters"):
+        print_trainable_parameters(nn.Sequential())
+    with pytest.raises(ValueError, match="positive"):
+        compression_ratio(0, 0, 0)
+    with pytest.raises(ValueError, match="positive"):
+        lora_parameter_count(4096, -1, 8)

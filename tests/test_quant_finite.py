@@ -93,3 +93,16 @@ def test_property_error_stays_within_the_formats_step(name, scale, seed):
     out = finite_or_clear_error(name, weight)
     if out is not None:
         assert (out - weight).abs().max() <= weight.abs().max() * 1.01 + 1e-30
+
+
+def test_q4_1_bytes_whose_scale_is_nan_or_inf_are_refused():
+    """One step further: corrupt Q4_1 bytes (fp16 0xFFFF is NaN, 0x7C00 Inf) used to decode to NaN silently."""
+    raw = quant.quantize_q4_1(torch.randn(2, 32))
+    bad = raw.clone()
+    bad[1, 0:2] = 255  # d of the second block: NaN
+    with pytest.raises(ValueError, match="block 1"):
+        quant.dequantize_q4_1(bad)
+    bad = raw.clone()
+    bad[0, 2:4] = torch.tensor([0x00, 0x7C], dtype=torch.uint8)  # m of the first block: +Inf
+    with pytest.raises(ValueError, match="block 0"):
+        quant.dequantize_q4_1(bad)

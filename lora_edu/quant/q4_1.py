@@ -71,6 +71,11 @@ def split_q4_1(raw) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 def dequantize_q4_1(raw) -> torch.Tensor:
     """fp32 weights ``d * q + m``, shape ``(*raw.shape[:-1], raw.shape[-1] // 20 * 32)``."""
     d, m, q = split_q4_1(raw)
+    bad = (~(torch.isfinite(d) & torch.isfinite(m))).flatten().nonzero().flatten().tolist()
+    if bad:
+        raise ValueError(f"Q4_1 block {bad[0]} (of {d.numel()}; {len(bad)} in all) stores a NaN or Inf scale or "
+                         "minimum, so all 32 of its weights would decode to NaN/Inf: the bytes are corrupt. "
+                         "Fix: re-download or re-convert the GGUF file.")
     x = d.float() * q.float() + m.float()  # (n_blocks, 32)
     shape = tuple(raw.shape)
     return x.reshape(*shape[:-1], shape[-1] // BLOCK_BYTES * QK4_1)
