@@ -25,17 +25,24 @@ def current_umask() -> int:
     return umask
 
 
-def replace_file(path: Path, write) -> None:
-    """``write(tmp)`` into a temporary file beside ``path``, then rename it over ``path`` (atomic)."""
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
+def replace_files(writers: dict) -> None:
+    """For each ``path: write`` pair, ``write(tmp)`` into a temporary file beside ``path``; once every file
+    is written, rename each over its ``path`` (each rename atomic, the renames back to back with Ctrl-C held,
+    so a failed or interrupted write changes none of the files)."""
+    tmps = {}
     try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes it 0600
-        os.replace(tmp, path)
+        for path, write in writers.items():
+            fd, name = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+            os.close(fd)
+            tmps[path] = Path(name)
+            write(tmps[path])
+            os.chmod(tmps[path], 0o666 & ~current_umask())  # mkstemp makes it 0600
+        with deferred_interrupt():
+            for path, tmp in tmps.items():
+                os.replace(tmp, path)
     finally:
-        tmp.unlink(missing_ok=True)
+        for tmp in tmps.values():
+            tmp.unlink(missing_ok=True)  # gone already after a successful rename
 
 
 @contextlib.contextmanager

@@ -32,7 +32,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .config import LoraConfig
-from .files import publish_folder, replace_file
+from .files import publish_folder, replace_files
 from .model import find_target_modules, inject_lora, lora_layers
 
 CONFIG_NAME = "adapter_config.json"
@@ -124,10 +124,8 @@ def save_adapter(model: nn.Module, path: str | os.PathLike, base_model_name_or_p
         if not target.is_dir() or not (not any(target.iterdir()) or (target / CONFIG_NAME).is_file()):
             raise ValueError(f"{given} exists and is not an adapter folder (no {CONFIG_NAME}); saving would "
                              "mix the adapter into it. Pick a new folder, e.g. path / 'adapter'.")
-        # the weights first: a crash between the two leaves the old config, which the shapes check catches
-        # when r changed
-        replace_file(target / WEIGHTS_NAME, lambda f: save_file(tensors, str(f), metadata={"format": "pt"}))
-        replace_file(target / CONFIG_NAME, lambda f: f.write_text(text))
+        replace_files({target / WEIGHTS_NAME: lambda f: save_file(tensors, str(f), metadata={"format": "pt"}),
+                       target / CONFIG_NAME: lambda f: f.write_text(text)})
         return given
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))  # same disk: atomic rename

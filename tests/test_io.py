@@ -483,3 +483,19 @@ def test_an_adapter_with_nan_weights_is_not_saved(tmp_path):
     with pytest.raises(ValueError, match="NaN/Inf"):
         save_adapter(model, tmp_path / "a")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_write_into_an_adapter_folder_changes_neither_file(tmp_path, monkeypatch):
+    """Both new files are written before either is renamed in: a failure on the second leaves the pair."""
+    out = tmp_path / "a"
+    save_adapter(ours(seed=1), out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def full_disk(self, text, *args, **kwargs):  # the config is written second
+        raise OSError("disk full")
+
+    monkeypatch.setattr(lora_edu.io.Path, "write_text", full_disk)
+    with pytest.raises(OSError, match="disk full"):
+        save_adapter(ours(seed=2, r=2, lora_alpha=4), out)
+    monkeypatch.undo()
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
