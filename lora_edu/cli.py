@@ -213,7 +213,7 @@ def finetune(args, parser) -> int:
     """
     from .experiments import OutOfGPUMemory, RunConfig, build_model, fit_and_measure
     from .io import publish_folder, save_adapter
-    from .model import lora_layers, merge_and_unload, trainable_parameters
+    from .model import check_untied, lora_layers, merge_and_unload, trainable_parameters
     from .pretrained import ModelSourceError
 
     try:
@@ -224,6 +224,8 @@ def finetune(args, parser) -> int:
                            batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps, seed=args.seed,
                            eval_examples=args.eval_examples, max_new_tokens=args.max_new_tokens)
         model, tokenizer = build_model(config, loader=load_base_model)  # load, seed, inject LoRA
+        if args.merge:  # a tied weight (lm_head = embed_tokens) cannot be merged: say so before training
+            check_untied(model, list(lora_layers(model)))
     except (ValueError, TypeError, OSError, ModelSourceError) as e:  # bad input: usage + message, exit 2
         parser.error(str(e))
     trainable, total = trainable_parameters(model)

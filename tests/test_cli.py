@@ -227,3 +227,12 @@ def test_overwrite_through_a_symlink_keeps_the_link(tiny, tmp_path, capsys):
                capsys)[0] == 0
     assert (tmp_path / "link").is_symlink() and (real / "metrics.json").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]
+
+
+def test_merge_of_a_tied_head_is_refused_before_training(tiny, tmp_path, capsys):
+    """--merge with lm_head among the targets used to fail after training (SmolLM2 ties it to embed_tokens)."""
+    out_dir = tmp_path / "run"
+    code, out, err = run(["finetune", "--task", "format", "--output-dir", str(out_dir), "--merge",
+                          "--target-modules", "q_proj,lm_head", *FAST], capsys)
+    assert code == 2 and "tied" in err and "Traceback" not in err
+    assert "Evaluating" not in out and not out_dir.exists()
