@@ -162,7 +162,8 @@ def train(model, tokenizer, train_examples, *, steps: int, batch_size: int = 8, 
     moved to ``device`` (default: CUDA if present) but not cast: load it in ``precision.dtype`` before
     ``inject_lora``, so 16-bit bases get fp32 adapters. It is left in eval mode. Raises ``TrainingDiverged`` on a
     NaN/Inf loss or gradient, with the trainable weights put back to the values of the last step whose loss
-    was finite (before its update, which is the one that can have blown them up).
+    was finite (before its update, which is the one that can have blown them up). That costs two copies of the
+    trainable parameters on their device: a few MB for LoRA, twice the model for full fine-tuning.
 
     ``optimizer`` replaces the default ``AdamW(trainable params, lr, weight_decay)``, for example LoRA+'s two
     learning rates (``create_loraplus_optimizer``); ``lr`` and ``weight_decay`` are then unused, and the schedule
