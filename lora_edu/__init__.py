@@ -37,7 +37,7 @@ from .model import (
     unload,
 )
 from .pretrained import DEFAULT_MODEL, ModelSourceError, load_model
-from .qlora import NF4Linear, QLoRALinear, model_nbytes, prepare_qlora, quantize_model
+from .qlora import NF4Linear, QLoRALinear, dequantize_model, model_nbytes, prepare_qlora, quantize_model
 from .runtime import FAST, IN_COLAB, banner, get_device, precision_policy, seed_everything
 from .training import TrainingDiverged, TrainResult, train, validation_loss
 
@@ -59,6 +59,7 @@ __all__ = [
     "QLoRALinear",
     "model_nbytes",
     "prepare_qlora",
+    "dequantize_model",
     "quantize_model",
     "eckart_young_error",
     "effective_rank",

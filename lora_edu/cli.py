@@ -19,16 +19,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from .config import check_lora_hyperparameters
 from .data import FORMAT_KEYS, TASKS, load_task
 
 DEFAULTS = {"r": 8, "alpha": 16.0, "target_modules": "all-linear", "steps": 40, "batch_size": 8, "lr": 1e-3,
             "warmup_steps": 4, "seed": 0, "eval_examples": 40, "max_new_tokens": 40}
+MAX_SEED = 2 ** 32 - 1  # np.random.seed refuses anything outside [0, 2**32 - 1]
 ADAPTER_CONFIG = "adapter_config.json"  # the file that marks a folder as an adapter (ours or PEFT's)
 
 
@@ -117,8 +121,17 @@ def check_arguments(args) -> None:
     if not args.alpha > 0:
         raise ValueError(f"--alpha must be > 0 (the update is scaled by alpha / r), got {args.alpha}; "
                          "a common choice is 2 * r.")
-    if not args.lr > 0:
-        raise ValueError(f"--lr must be > 0, got {args.lr}; LoRA usually trains at 1e-4 to 1e-3.")
+    if not math.isfinite(args.alpha):
+        raise ValueError(f"--alpha must be finite, got {args.alpha}: an infinite scaling makes every output "
+                         "NaN. A common choice is 2 * r.")
+    try:  # LoraConfig's rules, e.g. a scaling alpha / r above 65504
+        check_lora_hyperparameters(args.r, args.alpha, 0.0, True, args.rslora)
+    except ValueError as e:
+        raise ValueError(f"--alpha {args.alpha:g} with --r {args.r}: {e}") from None
+    if not (args.lr > 0 and math.isfinite(args.lr)):
+        raise ValueError(f"--lr must be > 0 and finite, got {args.lr}; LoRA usually trains at 1e-4 to 1e-3.")
+    if not 0 <= args.seed <= MAX_SEED:
+        raise ValueError(f"--seed must be in [0, {MAX_SEED}] (NumPy's seed range), got {args.seed}.")
     if not 0 <= args.warmup_steps < args.steps:
         raise ValueError(f"--warmup-steps must be in [0, --steps) = [0, {args.steps}), got {args.warmup_steps}.")
     n_test = len(load_task(args.task, "test"))
@@ -126,7 +139,7 @@ def check_arguments(args) -> None:
         raise ValueError(f"--eval-examples must be in [0, {n_test}] (the {args.task} test split has {n_test} "
                          f"examples), got {args.eval_examples}.")
     args.target_modules = parse_target_modules(args.target_modules)
-    out = args.output_dir
+    out = args.output_dir = resolve_output_dir(args.output_dir)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--output-dir {out} is a file, not a folder; pick a folder name.")
     if out.is_dir() and any(out.iterdir()):
@@ -136,6 +149,31 @@ def check_arguments(args) -> None:
         if not (out / ADAPTER_CONFIG).is_file():
             raise ValueError(f"--output-dir {out} holds no {ADAPTER_CONFIG}, so no earlier run wrote it; "
                              "--overwrite replaces only an adapter folder. Pick a new folder.")
+
+
+def resolve_output_dir(given: Path) -> Path:
+    """The absolute folder ``--output-dir`` names, checked before any work: ".", "" and "x/.." become real
+    paths (no stray x/sub for "x/sub/.."), a link becomes its target (the swap keeps the link), and a folder
+    the final rename cannot replace (the current folder or one above it) or cannot create is refused."""
+    if given.is_symlink() and not given.exists():
+        raise ValueError(f"--output-dir {given} is a symbolic link to a missing folder; create its target or "
+                         "pick another path.")
+    out = given.resolve()
+    cwd = Path.cwd().resolve()
+    if out == cwd or out in cwd.parents:
+        raise ValueError(f"--output-dir {str(given) or '(empty)'} is the current folder (or one that holds it), "
+                         "which the run cannot replace when it writes its output. Pick a subfolder, e.g. "
+                         "--output-dir adapters/run1.")
+    ancestor = out.parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ValueError(f"--output-dir {given}: {ancestor} is a file, so no folder can be made inside it. "
+                         "Pick another path.")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise ValueError(f"--output-dir {given}: the folder {ancestor} is not writable. Pick a folder you can "
+                         "write to.")
+    return out
 
 
 # --- the run --------------------------------------------------------------------------------------------
@@ -175,7 +213,7 @@ def finetune(args, parser) -> int:
     """
     from .experiments import OutOfGPUMemory, RunConfig, build_model, fit_and_measure
     from .io import publish_folder, save_adapter
-    from .model import lora_layers, merge_and_unload, trainable_parameters
+    from .model import check_untied, lora_layers, merge_and_unload, trainable_parameters
     from .pretrained import ModelSourceError
 
     try:
@@ -186,6 +224,8 @@ def finetune(args, parser) -> int:
                            batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps, seed=args.seed,
                            eval_examples=args.eval_examples, max_new_tokens=args.max_new_tokens)
         model, tokenizer = build_model(config, loader=load_base_model)  # load, seed, inject LoRA
+        if args.merge:  # a tied weight (lm_head = embed_tokens) cannot be merged: say so before training
+            check_untied(model, list(lora_layers(model)))
     except (ValueError, TypeError, OSError, ModelSourceError) as e:  # bad input: usage + message, exit 2
         parser.error(str(e))
     trainable, total = trainable_parameters(model)

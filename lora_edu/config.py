@@ -12,7 +12,9 @@ same messages.
 
 from __future__ import annotations
 
+import math
 import numbers
+import re
 from dataclasses import dataclass
 
 # The ``target_modules`` used when the config gives none, keyed by ``model.config.model_type``: a copy of the
@@ -37,27 +39,55 @@ INIT_CHOICES = (True, False, "gaussian")
 BIAS_CHOICES = ("none", "all", "lora_only")
 
 
-def check_lora_hyperparameters(r, lora_alpha, lora_dropout, init_lora_weights) -> None:
-    """Raise a ValueError/TypeError that names the problem and the fix for a bad LoRA hyperparameter."""
+FP16_MAX = 65504.0  # the largest float16: a larger scaling overflows the LoRA path under fp16 autocast (T4)
+
+
+def check_flag(name: str, value) -> bool:
+    """``value`` if it is a real bool; a string such as "no" or "false" would be truthy, so it is refused."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r} ({type(value).__name__}); a string "
+                        f"such as 'no' or 'false' counts as True in Python. Pass {name}=False or True.")
+    return value
+
+
+def check_lora_hyperparameters(r, lora_alpha, lora_dropout, init_lora_weights,
+                               use_rslora: bool = False) -> tuple[int, int | float, float]:
+    """Check the LoRA hyperparameters and return ``(r, lora_alpha, lora_dropout)`` as plain Python numbers.
+
+    A bad value raises a ValueError/TypeError that names the problem and the fix. NumPy numbers
+    (``np.int64(4)``) are accepted and converted, so that ``json.dumps`` of an adapter config works.
+    """
     if isinstance(r, bool) or not isinstance(r, numbers.Integral):
         raise TypeError(f"r must be a positive integer (the LoRA rank, usually 4 to 64); got {r!r}.")
+    r = int(r)
     if r < 1:
         raise ValueError(f"r must be >= 1 (the LoRA rank: A is (r, in), B is (out, r)); got r={r}. "
                          "Usual values are 4, 8, 16, 32 or 64.")
     if isinstance(lora_alpha, bool) or not isinstance(lora_alpha, numbers.Real):
         raise TypeError(f"lora_alpha must be a positive number; got {lora_alpha!r}.")
+    lora_alpha = int(lora_alpha) if isinstance(lora_alpha, numbers.Integral) else float(lora_alpha)
+    if not math.isfinite(lora_alpha):
+        raise ValueError(f"lora_alpha must be a finite number > 0; got {lora_alpha}. An infinite scaling "
+                         "makes every output NaN. A common choice is lora_alpha = r or 2 * r.")
     if not lora_alpha > 0:
         raise ValueError(f"lora_alpha must be > 0 (the update is scaled by lora_alpha / r); "
                          f"got {lora_alpha}. "
                          "A common choice is lora_alpha = r or 2 * r.")
+    scaling = lora_alpha / math.sqrt(r) if use_rslora else lora_alpha / r
+    if scaling > FP16_MAX:
+        raise ValueError(f"lora_alpha={lora_alpha:g} with r={r} gives scaling {scaling:g}, above 65504 (the "
+                         "largest float16): the LoRA path overflows to Inf in 16-bit precision. Usual values "
+                         "are lora_alpha = r or 2 * r (scaling 1 or 2).")
     if isinstance(lora_dropout, bool) or not isinstance(lora_dropout, numbers.Real):
         raise TypeError(f"lora_dropout must be a number in [0, 1); got {lora_dropout!r}.")
+    lora_dropout = float(lora_dropout)
     if not 0.0 <= lora_dropout < 1.0:
         raise ValueError(f"lora_dropout must be in [0, 1) (the probability of zeroing an input of the LoRA "
                          f"path); got {lora_dropout}. Usual values are 0.0, 0.05 or 0.1.")
     if not (isinstance(init_lora_weights, bool) or init_lora_weights == "gaussian"):
         raise ValueError(f"init_lora_weights must be one of {INIT_CHOICES}; got {init_lora_weights!r}. "
                          "Use True (PEFT's default) unless you are comparing initialisations.")
+    return r, lora_alpha, lora_dropout
 
 
 @dataclass
@@ -99,7 +129,10 @@ class LoraConfig:
     bias: str = "none"
 
     def __post_init__(self):
-        check_lora_hyperparameters(self.r, self.lora_alpha, self.lora_dropout, self.init_lora_weights)
+        check_flag("use_rslora", self.use_rslora)
+        check_flag("use_dora", self.use_dora)
+        self.r, self.lora_alpha, self.lora_dropout = check_lora_hyperparameters(
+            self.r, self.lora_alpha, self.lora_dropout, self.init_lora_weights, self.use_rslora)
         if self.bias not in BIAS_CHOICES:
             raise ValueError(f"bias must be one of {BIAS_CHOICES}; got {self.bias!r}. Usually 'none'.")
         targets = self.target_modules
@@ -112,3 +145,15 @@ class LoraConfig:
         elif targets is not None and not (isinstance(targets, str) and targets):
             raise TypeError(f"target_modules must be a list of names, a regex string, 'all-linear' or None; "
                             f"got {targets!r}.")
+        if isinstance(targets, str) and targets.lower() != "all-linear":
+            check_regex(targets)
+
+
+def check_regex(pattern: str) -> re.Pattern:
+    """``re.compile(pattern)``, with an error that says it was read as a regex and how to pass names."""
+    try:
+        return re.compile(pattern)
+    except re.error as e:
+        raise ValueError(f"target_modules={pattern!r} is a string, so it is read as a regular expression, but "
+                         f"it is not a valid regular expression ({e}). Pass a list of names instead, e.g. "
+                         "['q_proj', 'v_proj'], or fix the pattern (escape ( ) [ ] . with a backslash).") from None

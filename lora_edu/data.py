@@ -213,14 +213,22 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
     """Read a JSONL file; a malformed line raises ValueError naming the file and the line number."""
     path = Path(path)
     examples = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").split("\n"), start=1):
+    fix = "Fix: regenerate the data with `python -m lora_edu.data` or restore the file from git."
+    for lineno, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise ValueError(f"{path}, line {lineno}: not UTF-8 text (byte {err.start}: {err.reason}). "
+                             f"{fix}") from None
         if not line.strip():
             continue
         try:
             ex = json.loads(line)
         except json.JSONDecodeError as err:
-            raise ValueError(f"{path}, line {lineno}: not valid JSON ({err.msg}). Fix: regenerate the data "
-                             f"with `python -m lora_edu.data` or restore the file from git.") from None
+            raise ValueError(f"{path}, line {lineno}: not valid JSON ({err.msg}). {fix}") from None
+        except RecursionError:
+            raise ValueError(f"{path}, line {lineno}: nested too deeply to read (thousands of [ or {{); not "
+                             f"an example. {fix}") from None
         if not isinstance(ex, dict):
             raise ValueError(f"{path}, line {lineno}: expected a JSON object, got {type(ex).__name__}. "
                              f"Fix: regenerate the data with `python -m lora_edu.data`.")

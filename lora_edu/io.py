@@ -11,8 +11,9 @@ folder with two files, and so do we:
   ``....lora_magnitude_vector`` (m is (out,); no ``.weight`` suffix in the file, as PEFT writes it).
   Safetensors only: a pickled ``.bin`` can run code when loaded, so it is refused.
 
-A save is atomic: everything is written into a temporary folder next to the target, then renamed into
-place, so an interrupted save leaves the previous adapter intact. Explained in notebook 05 (merge and
+A save is atomic (``lora_edu.files``): a new folder is written beside the target, then renamed into place;
+in an existing adapter folder each of the two files is written beside its old self and renamed over it, and
+every other file in the folder stays. An interrupted save leaves the previous adapter intact. Explained in notebook 05 (merge and
 unmerge), which saves an adapter here and reloads it with PEFT.
 """
 
@@ -31,12 +32,20 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .config import LoraConfig
+from .files import publish_folder, replace_files
 from .model import find_target_modules, inject_lora, lora_layers
 
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"
 PEFT_PREFIX = "base_model.model."  # PEFT's wrapper path (PeftModel.base_model.model) in front of every key
-# Config fields we cannot honour: PEFT's default for each; any other value is refused on load.
+# Config fields we read and honour; every other field must be switched off (see read_adapter_config).
+IMPLEMENTED = ("r", "lora_alpha", "lora_dropout", "target_modules", "use_rslora", "use_dora", "init_lora_weights")
+# Fields that describe the file, not the arithmetic; the last two are read only when use_qalora or
+# megatron_config is on, which the allow-list refuses.
+METADATA = ("peft_type", "task_type", "base_model_name_or_path", "revision", "inference_mode", "auto_mapping",
+            "peft_version", "qalora_group_size", "megatron_core")
+OFF_VALUES = (None, False, {}, [])  # how PEFT writes a variant that is not used
+# Fields we cannot honour, written with PEFT's default when we save (bias "none" is off too).
 UNSUPPORTED = {"fan_in_fan_out": False, "modules_to_save": None, "rank_pattern": {},
                "alpha_pattern": {}, "layers_to_transform": None, "lora_bias": False, "bias": "none",
                "target_parameters": None, "trainable_token_indices": None, "exclude_modules": None,
@@ -90,48 +99,43 @@ def _adapter_tensors(name: str, layer) -> dict[str, torch.Tensor]:
 def save_adapter(model: nn.Module, path: str | os.PathLike, base_model_name_or_path: str | None = None) -> Path:
     """Write the model's LoRA adapter to the folder ``path`` in PEFT's format, atomically; return the path.
 
-    ``peft.PeftModel.from_pretrained(base_model, path)`` loads it. An existing adapter folder at ``path`` is
-    replaced only once the new one is complete.
+    ``peft.PeftModel.from_pretrained(base_model, path)`` loads it. A new folder appears complete or not at
+    all (written beside it, then renamed). In an existing adapter folder only our two files are replaced,
+    each atomically (written beside it, then renamed over the old one), and every other file stays, as with
+    PEFT's ``save_pretrained``. A symbolic link to a folder stays a link; the files go into its target.
     """
     config = adapter_config(model, base_model_name_or_path)
     # (r, in), (out, r) and DoRA's (out,) tensors under PEFT's names, contiguous copies (safetensors refuses
     # shared views)
     tensors = {f"{PEFT_PREFIX}{key}": tensor.detach().contiguous().clone()
                for name, layer in lora_layers(model) for key, tensor in _adapter_tensors(name, layer).items()}
-    path = Path(path)
-    if path.exists() and not (path.is_dir() and (not any(path.iterdir()) or (path / CONFIG_NAME).is_file())):
-        raise ValueError(f"{path} exists and is not an adapter folder (no {CONFIG_NAME}); saving would "
-                         "replace it. Pick a new folder, e.g. path / 'adapter'.")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))  # same disk: rename is atomic
+    broken = [key.removeprefix(PEFT_PREFIX) for key, t in tensors.items() if not torch.isfinite(t).all()]
+    if broken:
+        raise ValueError(f"{len(broken)} adapter tensors have NaN/Inf entries (e.g. {broken[0]}), often from a "
+                         "diverged training run; load_adapter would refuse the file. Nothing was written. "
+                         "Retrain with a lower learning rate.")
+    text = json.dumps(config, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    given = Path(path)
+    if given.is_symlink() and not given.exists():
+        raise ValueError(f"{given} is a symbolic link to {os.readlink(given)}, which does not exist. Create "
+                         "the target folder first, or remove the link.")
+    target = given.resolve()  # ".", "x/.." and links become the real folder, so nothing renames the cwd
+    if target.exists():
+        if not target.is_dir() or not (not any(target.iterdir()) or (target / CONFIG_NAME).is_file()):
+            raise ValueError(f"{given} exists and is not an adapter folder (no {CONFIG_NAME}); saving would "
+                             "mix the adapter into it. Pick a new folder, e.g. path / 'adapter'.")
+        replace_files({target / WEIGHTS_NAME: lambda f: save_file(tensors, str(f), metadata={"format": "pt"}),
+                       target / CONFIG_NAME: lambda f: f.write_text(text)})
+        return given
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))  # same disk: atomic rename
     try:
-        (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        (tmp / CONFIG_NAME).write_text(text)
         save_file(tensors, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
-        publish_folder(tmp, path)
+        publish_folder(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # gone already after a successful rename
-    return path
-
-
-def publish_folder(tmp: Path, path: Path) -> None:
-    """Move the finished folder ``tmp`` to ``path`` with renames only (an old ``path`` comes back if the swap
-    fails), after giving it the permissions of a normally created folder: ``tempfile`` makes it 0700 (and some
-    writers make files 0600), which would hide an adapter from the other users of a shared machine."""
-    umask = os.umask(0)
-    os.umask(umask)  # reading the umask means setting it; put it back at once
-    for item in [tmp, *tmp.rglob("*")]:
-        os.chmod(item, (0o777 if item.is_dir() else 0o666) & ~umask)
-    if not path.exists():
-        os.replace(tmp, path)
-        return
-    backup = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent)) / "old"
-    os.replace(path, backup)
-    try:
-        os.replace(tmp, path)
-    except OSError:
-        os.replace(backup, path)
-        raise
-    shutil.rmtree(backup.parent, ignore_errors=True)
+    return given
 
 
 # --- loading ------------------------------------------------------------------------------------------
@@ -145,18 +149,38 @@ def read_adapter_config(path: Path) -> dict:
     if not (path / CONFIG_NAME).is_file():
         raise FileNotFoundError(f"{path} has no {CONFIG_NAME}, so it is not a PEFT adapter folder "
                                 f"(found: {sorted(p.name for p in path.iterdir())}).")
+    file = path / CONFIG_NAME
     try:
-        config = json.loads((path / CONFIG_NAME).read_text())
+        config = json.loads(file.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{file} is not UTF-8 text (byte {e.start}: {e.reason}); the file is corrupt. "
+                         "Save the adapter again.") from None
+    except RecursionError:
+        raise ValueError(f"{file} is nested too deeply to read (thousands of [ or {{); it is not an adapter "
+                         "config. Save the adapter again.") from None
     except ValueError as e:
-        raise ValueError(f"{path / CONFIG_NAME} is not valid JSON ({e}); the file is corrupt. "
+        raise ValueError(f"{file} is not valid JSON ({e}); the file is corrupt. "
                          "Save the adapter again.") from e
+    if not isinstance(config, dict):
+        raise ValueError(f"{file} holds a JSON {type(config).__name__}, not a JSON object of fields "
+                         "(peft_type, r, lora_alpha, ...); it is not an adapter config. Save the adapter again.")
     if config.get("peft_type") != "LORA":
         raise ValueError(f"This adapter's peft_type is {config.get('peft_type')!r}; lora_edu loads LoRA "
                          "adapters only ('LORA'). Load it with peft.PeftModel.from_pretrained instead.")
-    for key, default in UNSUPPORTED.items():
-        if config.get(key, default) not in (default, None, [], {}):  # None, [], {}: "not used" too
-            raise ValueError(f"This adapter sets {key}={config[key]!r}; lora_edu supports only {key}="
-                             f"{default!r}. Load it with peft.PeftModel.from_pretrained instead.")
+    missing = [key for key in ("r", "lora_alpha") if key not in config]
+    if missing:
+        raise ValueError(f"{file} has no {missing[0]!r}; an adapter config names its rank r and lora_alpha. "
+                         "The file is incomplete: save the adapter again.")
+    # An allow-list: a field we do not read changes PEFT's arithmetic unless it is switched off, so every
+    # field that is neither implemented nor metadata must be off (None, False, {}, [], or PEFT's default).
+    for key, value in config.items():
+        if key in IMPLEMENTED or key in METADATA:
+            continue
+        if not (any(value == off and type(value) is type(off) for off in OFF_VALUES)
+                or value == UNSUPPORTED.get(key, object())):
+            raise ValueError(f"This adapter sets {key}={value!r}, a feature lora_edu does not implement "
+                             f"(it reads only {', '.join(IMPLEMENTED)}; other fields must be off). Load it "
+                             "with peft.PeftModel.from_pretrained instead.")
     init = config.get("init_lora_weights", True)
     if init not in (True, False, "gaussian"):  # e.g. "pissa": its base weights differ from the model's
         raise ValueError(f"init_lora_weights={init!r}: such an adapter expects a base model changed at init "
@@ -180,7 +204,17 @@ def read_adapter_weights(path: Path) -> dict[str, torch.Tensor]:
     except (SafetensorError, OSError) as e:
         raise ValueError(f"{file} is not a readable safetensors file ({e}); it is corrupt or truncated. "
                          "Save the adapter again.") from e
-    return {k.removeprefix(PEFT_PREFIX): v for k, v in tensors.items()}
+    tensors = {k.removeprefix(PEFT_PREFIX): v for k, v in tensors.items()}
+    for key, tensor in tensors.items():
+        if not tensor.is_floating_point():
+            raise ValueError(f"{file}: {key} holds {tensor.dtype} numbers; LoRA weights are floating point. "
+                             "The file was not written by an adapter save.")
+        bad = int((~torch.isfinite(tensor)).sum())
+        if bad:
+            raise ValueError(f"{file}: {key} has {bad} NaN/Inf entries (of {tensor.numel()}), often saved from a "
+                             "diverged training run; it would turn every output NaN. Retrain with a lower "
+                             "learning rate, or load an earlier adapter.")
+    return tensors
 
 
 def load_adapter(model: nn.Module, path: str | os.PathLike) -> nn.Module:
@@ -197,11 +231,14 @@ def load_adapter(model: nn.Module, path: str | os.PathLike) -> nn.Module:
                          "plain base model. Call unload(model) first, or reload the base model.")
     config = read_adapter_config(path)
     tensors = read_adapter_weights(path)
-    lora_config = LoraConfig(r=config["r"], lora_alpha=config["lora_alpha"],
-                             lora_dropout=config.get("lora_dropout", 0.0),
-                             target_modules=config.get("target_modules"),
-                             use_rslora=config.get("use_rslora", False),
-                             use_dora=bool(config.get("use_dora", False)), init_lora_weights=False)
+    try:  # LoraConfig's checks, in the file's words: finite alpha, real booleans, a valid regex
+        lora_config = LoraConfig(r=config["r"], lora_alpha=config["lora_alpha"],
+                                 lora_dropout=config.get("lora_dropout", 0.0),
+                                 target_modules=config.get("target_modules"),
+                                 use_rslora=config.get("use_rslora", False),
+                                 use_dora=config.get("use_dora", False), init_lora_weights=False)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{path / CONFIG_NAME}: {e}") from None
     names = find_target_modules(model, lora_config.target_modules)
     parts = ("lora_A.weight", "lora_B.weight") + (("lora_magnitude_vector",) if lora_config.use_dora else ())
     expected = {f"{n}.{part}" for n in names for part in parts}

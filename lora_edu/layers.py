@@ -31,7 +31,7 @@ import math
 import torch
 from torch import nn
 
-from .config import check_lora_hyperparameters
+from .config import check_flag, check_lora_hyperparameters
 
 
 class DoraMagnitude(nn.Module):
@@ -87,7 +87,15 @@ class LoraLinear(nn.Module):
             raise TypeError(f"{type(self).__name__} wraps an {wanted}, got {type(base_layer).__name__}. "
                             "Target the linear layers inside it instead (e.g. 'q_proj' rather than "
                             "'self_attn').")
-        check_lora_hyperparameters(r, lora_alpha, lora_dropout, init_lora_weights)
+        check_flag("use_rslora", use_rslora)
+        check_flag("use_dora", use_dora)
+        r, lora_alpha, lora_dropout = check_lora_hyperparameters(r, lora_alpha, lora_dropout, init_lora_weights,
+                                                                 use_rslora)
+        if use_dora and base_layer.weight.is_meta:
+            raise ValueError("DoRA starts its magnitude m at the row norms of the base weight, but this weight "
+                             "is on the meta device (shapes only, no values). Load the real weights first "
+                             "(e.g. from_pretrained without device_map='meta', or model.to_empty + "
+                             "load_state_dict), then inject DoRA.")
         in_features, out_features = base_layer.in_features, base_layer.out_features
         if r > min(in_features, out_features):
             raise ValueError(
@@ -225,6 +233,23 @@ class LoraLinear(nn.Module):
         if self.merged:
             raise ValueError("This LoraLinear is already merged; merging again would add the update twice. "
                              "Call unmerge() first, or check layer.merged.")
+        merged, norm = self._merged_weight()
+        self.base_layer.weight.data.copy_(merged)
+        if self.use_dora:
+            self.merged_weight_norm = norm
+        self.merged = True
+
+    @torch.no_grad()
+    def check_merge(self) -> None:
+        """Raise the ValueError that ``merge()`` would raise (NaN/Inf update, overflow), changing nothing.
+
+        ``merge_and_unload`` calls it on every layer before merging any, so a bad last layer leaves the
+        whole model as it was.
+        """
+        self._merged_weight()
+
+    def _merged_weight(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The weight ``merge()`` would write (in the base dtype) and DoRA's norm n (else None), checked."""
         delta = self.get_delta_weight()
         bad = (~torch.isfinite(delta)).sum().item()
         if bad:
@@ -234,6 +259,7 @@ class LoraLinear(nn.Module):
                              "rate). Nothing was merged; the base weight is unchanged.")
         weight = self.base_layer.weight
         merged = weight + delta  # add in the wider dtype, round once (as PEFT's merge)
+        norm = None
         if self.use_dora:
             if not torch.isfinite(self.lora_magnitude_vector.weight).all():
                 raise ValueError("DoRA's lora_magnitude_vector has NaN/Inf entries, often from a diverged "
@@ -244,10 +270,7 @@ class LoraLinear(nn.Module):
         if not torch.isfinite(merged).all():
             raise ValueError(f"Merging overflows the base weight's dtype ({weight.dtype}): W0 + delta_W has "
                              "Inf entries. Merge in a wider dtype (e.g. model.float()). Nothing was merged.")
-        weight.data.copy_(merged)
-        if self.use_dora:
-            self.merged_weight_norm = norm
-        self.merged = True
+        return merged, norm
 
     @torch.no_grad()
     def unmerge(self) -> None:

@@ -9,12 +9,12 @@ Explained in notebooks/02_lora_layer.ipynb and used from notebook 03 on.
 
 from __future__ import annotations
 
-import re
+import numbers
 from collections.abc import Iterator
 
 from torch import nn
 
-from .config import DEFAULT_TARGET_MODULES, LoraConfig
+from .config import DEFAULT_TARGET_MODULES, LoraConfig, check_regex
 from .layers import LoraLinear
 
 # --- choosing the layers ------------------------------------------------------------------------------
@@ -54,7 +54,8 @@ def find_target_modules(model: nn.Module, target_modules: list[str] | str | None
         head = output_head_name(model)
         return [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and n != head]
     if isinstance(target_modules, str):
-        return [n for n in names if re.fullmatch(target_modules, n)]
+        pattern = check_regex(target_modules)
+        return [n for n in names if pattern.fullmatch(n)]
     return [n for n in names if n in target_modules or any(n.endswith("." + t) for t in target_modules)]
 
 
@@ -73,6 +74,8 @@ def _linear_names_hint(model: nn.Module) -> str:
 
 def lora_layers(model: nn.Module) -> Iterator[tuple[str, LoraLinear]]:
     """Yield ``(name, layer)`` for every ``LoraLinear`` in the model, in ``named_modules()`` order."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch nn.Module (e.g. a transformers model), got {type(model).__name__}.")
     for name, module in model.named_modules():
         if isinstance(module, LoraLinear):
             yield name, module
@@ -87,6 +90,9 @@ def inject_lora(model: nn.Module, config: LoraConfig | None = None) -> nn.Module
     same initial A matrices as ``peft.get_peft_model``.
     """
     config = LoraConfig() if config is None else config
+    if isinstance(config, dict):
+        raise TypeError(f"config must be a LoraConfig, got a dict {config!r}. Fix: inject_lora(model, "
+                        "LoraConfig(**config)), which also checks every value.")
     existing = [n for n, m in model.named_modules() if hasattr(m, "lora_A")]
     if existing:
         raise ValueError(
@@ -101,6 +107,11 @@ def inject_lora(model: nn.Module, config: LoraConfig | None = None) -> nn.Module
                          f"{_linear_names_hint(model)}")
     for name in targets:  # check every target before touching the model, so a failure changes nothing
         module = model.get_submodule(name)
+        if not isinstance(module, nn.Linear) and hasattr(module, "in_features"):  # e.g. a 4-bit NF4Linear
+            raise TypeError(f"{name!r} is a {type(module).__name__}, a linear layer that inject_lora cannot "
+                            "wrap (it adapts full-precision nn.Linear layers). For a 4-bit (NF4) base use "
+                            "lora_edu.prepare_qlora(model, config); to load an adapter, load it into the "
+                            "full-precision base model instead.")
         if not isinstance(module, nn.Linear):
             raise TypeError(f"target_modules={config.target_modules!r} matched {name!r}, a "
                             f"{type(module).__name__}, not an nn.Linear; LoRA here adapts linear layers "
@@ -112,8 +123,10 @@ def inject_lora(model: nn.Module, config: LoraConfig | None = None) -> nn.Module
                              f"({module.in_features} -> {module.out_features}); B @ A cannot have a higher "
                              "rank, so the extra rank only adds parameters. Lower r or leave this layer out.")
     for name in targets:
-        layer = LoraLinear(model.get_submodule(name), config.r, config.lora_alpha, config.lora_dropout,
+        base = model.get_submodule(name)
+        layer = LoraLinear(base, config.r, config.lora_alpha, config.lora_dropout,
                            config.use_rslora, config.init_lora_weights, use_dora=config.use_dora)
+        layer.train(base.training)  # a new module starts in train mode; an eval model must stay in eval
         _replace(model, name, layer)
     mark_only_lora_as_trainable(model, bias=config.bias)
     return model
@@ -163,12 +176,17 @@ def trainable_parameters(model: nn.Module) -> tuple[int, int]:
 def print_trainable_parameters(model: nn.Module) -> None:
     """Print the counts in exactly PEFT's ``print_trainable_parameters`` format."""
     trainable, total = trainable_parameters(model)
+    if total == 0:
+        raise ValueError("The model has no parameters, so there is nothing to count. Pass the model itself.")
     print(f"trainable params: {trainable:,d} || all params: {total:,d} || "
           f"trainable%: {100 * trainable / total:.4f}")
 
 
 def lora_parameter_count(in_features: int, out_features: int, r: int) -> int:
     """Numbers LoRA trains for one (out, in) matrix: A is (r, in), B is (out, r), so r * (in + out)."""
+    for name, value in (("in_features", in_features), ("out_features", out_features), ("r", r)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r} (e.g. 4096, 4096, 8).")
     return r * (in_features + out_features)
 
 
@@ -193,11 +211,37 @@ def merge_and_unload(model: nn.Module) -> nn.Module:
     layers = list(lora_layers(model))
     if not layers:
         raise ValueError("The model has no LoRA layers to merge (already merged and unloaded?).")
+    check_untied(model, [(n, layer) for n, layer in layers if not layer.merged])
+    for _, layer in layers:  # every check before any change: a bad last layer leaves the model as it was
+        if not layer.merged:
+            layer.check_merge()
     for name, layer in layers:
         if not layer.merged:
             layer.merge()
         _replace(model, name, layer.base_layer)
     return model
+
+
+def check_untied(model: nn.Module, layers) -> None:
+    """Refuse to merge into a base weight that another module shares (SmolLM2 ties lm_head to embed_tokens):
+    the merge would change that module too, so the merged model would differ from the adapted one."""
+    owners: dict[int, list[str]] = {}
+    for name, module in model.named_modules(remove_duplicate=False):
+        weight = getattr(module, "weight", None)
+        if isinstance(weight, nn.Parameter) and not isinstance(module, LoraLinear):
+            owners.setdefault(id(weight), []).append(name)
+    for name, layer in layers:
+        weight = layer.base_layer.weight
+        others = [n for n in owners.get(id(weight), []) if n != f"{name}.base_layer"] if isinstance(
+            weight, nn.Parameter) else []
+        if others:
+            raise ValueError(f"{name}'s weight is tied to {others[0]} (the same tensor, as with "
+                             f"tie_word_embeddings): merging the update into it would change {others[0]} too, "
+                             "so the merged model would not equal the adapted one. Nothing was merged. Fix: "
+                             "leave it out of target_modules, or untie first: "
+                             f"base = model.get_submodule({(name + '.base_layer')!r}); "
+                             "base.weight = nn.Parameter(base.weight.detach().clone()); "
+                             "model.config.tie_word_embeddings = False.")
 
 
 def unload(model: nn.Module) -> nn.Module:

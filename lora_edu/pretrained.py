@@ -148,7 +148,7 @@ def _load_local(path: Path):
     was_enabled = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # a one-second load needs no bar (it would clutter notebook outputs)
     try:
-        return AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+        return AutoModelForCausalLM.from_pretrained(path, use_safetensors=True), AutoTokenizer.from_pretrained(path)
     finally:
         if was_enabled:  # put back what the caller had: a notebook may have turned the bars off itself
             hf_logging.enable_progress_bar()
@@ -173,7 +173,7 @@ def _load_hub(name: str):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
-        return AutoModelForCausalLM.from_pretrained(name), AutoTokenizer.from_pretrained(name)
+        return AutoModelForCausalLM.from_pretrained(name, use_safetensors=True), AutoTokenizer.from_pretrained(name)
     except OSError as e:
         raise ModelSourceError(
             f"The Hugging Face hub could not serve {name!r}: {e}\n"

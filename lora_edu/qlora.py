@@ -26,7 +26,7 @@ from .config import LoraConfig
 from .layers import LoraLinear
 from .model import _linear_names_hint, find_target_modules, mark_only_lora_as_trainable, output_head_name
 from .quant.double_quant import NestedAbsmax
-from .quant.intquant import check_blocksize
+from .quant.intquant import check_blocksize, check_finite
 from .quant.nf4 import Quant4bit, dequantize_nf4, nf4_code, quantize_nf4
 
 # PEFT's warnings (peft.tuners.lora.bnb.Linear4bit.merge / unmerge), word for word.
@@ -182,7 +182,8 @@ class QLoRALinear(LoraLinear):
         return cls(base, r, lora_alpha, lora_dropout, use_rslora, init_lora_weights)
 
     @torch.no_grad()
-    def _requantize(self, sign: int) -> None:
+    def _requantized(self, sign: int) -> torch.Tensor:
+        """``dequant(W_nf4) +/- delta_W`` in fp32, checked finite: what ``_requantize`` rounds to NF4."""
         delta = self.get_delta_weight().float()  # (out, in)
         bad = (~torch.isfinite(delta)).sum().item()
         if bad:
@@ -192,8 +193,19 @@ class QLoRALinear(LoraLinear):
         new = self.base_layer.dequantize(torch.float32) + sign * delta  # add in fp32, then round to NF4
         if not torch.isfinite(new).all():
             raise ValueError("W0 +/- delta_W overflows fp32 (Inf entries). Nothing was changed.")
+        check_finite(new, "W0 + delta_W")  # NF4 refuses values above 1e38 too: say so before any change
+        return new
+
+    @torch.no_grad()
+    def _requantize(self, sign: int) -> None:
+        new = self._requantized(sign)
         warnings.warn(MERGE_WARNING if sign > 0 else UNMERGE_WARNING, UserWarning, stacklevel=3)
         self.base_layer.quantize_(new)
+
+    def check_merge(self) -> None:
+        """Raise the ValueError ``merge()`` would raise, changing nothing (``merge_and_unload`` checks all
+        layers first)."""
+        self._requantized(+1)
 
     def merge(self) -> None:
         """``W_nf4 <- NF4(dequant(W_nf4) + delta_W)``: lossy (one more rounding to NF4), so it warns."""
@@ -246,6 +258,7 @@ def quantize_model(model: nn.Module, target_modules: list[str] | str = "all-line
     quantized = {n: NF4Linear.from_linear(model.get_submodule(n), blocksize, double_quant, compute_dtype)
                  for n in names}
     for name, layer in quantized.items():
+        layer.train(model.get_submodule(name).training)  # a new module starts in train mode: keep the model's
         model.set_submodule(name, layer)
     return model
 
@@ -277,9 +290,43 @@ def prepare_qlora(model: nn.Module, config: LoraConfig | None = None,
     for name in targets:
         base = model.get_submodule(name)
         wrapper = QLoRALinear if isinstance(base, NF4Linear) else LoraLinear
-        model.set_submodule(name, wrapper(base, config.r, config.lora_alpha, config.lora_dropout,
-                                          config.use_rslora, config.init_lora_weights))
+        layer = wrapper(base, config.r, config.lora_alpha, config.lora_dropout, config.use_rslora,
+                        config.init_lora_weights)
+        layer.train(base.training)  # an eval model stays in eval: no LoRA dropout in generate()
+        model.set_submodule(name, layer)
     return mark_only_lora_as_trainable(model, bias=config.bias)
+
+
+def dequantize_model(model: nn.Module, dtype: torch.dtype | None = None) -> nn.Module:
+    """Replace every ``NF4Linear`` by an ``nn.Linear`` holding its dequantized weight (in place); return it.
+
+    Needed before transformers' ``save_pretrained``: transformers knows nothing of our NF4 buffers, so a
+    saved NF4 model reloads with random weights where the codes were. After ``merge_and_unload`` of a QLoRA
+    model, ``dequantize_model(model).save_pretrained(path)`` writes the merged 4-bit weights exactly (each
+    NF4 value is a dequantized number, stored in ``dtype``: default each layer's compute dtype). Refuses a
+    model that still has LoRA layers (merge_and_unload or unload it first) and changes nothing then.
+    """
+    wrapped = [n for n, m in model.named_modules() if isinstance(m, LoraLinear)]
+    if wrapped:
+        raise ValueError(f"The model still has {len(wrapped)} LoRA layers (e.g. {wrapped[0]!r}); dequantizing "
+                         "under them would leave adapters on a plain layer. Call merge_and_unload(model) (keep "
+                         "the update) or unload(model) (drop it) first.")
+    names = [n for n, m in model.named_modules() if isinstance(m, NF4Linear)]
+    if not names:
+        raise ValueError("The model has no NF4Linear layers, so there is nothing to dequantize.")
+    for name in names:
+        nf4 = model.get_submodule(name)
+        weight = nf4.dequantize(dtype)  # (out, in)
+        linear = nn.Linear(nf4.in_features, nf4.out_features, bias=nf4.bias is not None, device=weight.device,
+                           dtype=weight.dtype)
+        with torch.no_grad():
+            linear.weight.copy_(weight)
+            if nf4.bias is not None:
+                linear.bias.copy_(nf4.bias)
+        linear.requires_grad_(False)
+        linear.train(nf4.training)
+        model.set_submodule(name, linear)
+    return model
 
 
 def model_nbytes(model: nn.Module) -> dict:

@@ -15,6 +15,7 @@ Hutter, arXiv 1711.05101. Explained in notebooks/04_lora_in_a_transformer.ipynb;
 from __future__ import annotations
 
 import math
+import numbers
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -114,8 +115,8 @@ def _check_arguments(model, steps, batch_size, lr, warmup_steps, schedule, max_g
     for name, value in (("steps", steps), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be an int >= 1, got {value!r}.")
-    if not lr > 0:
-        raise ValueError(f"lr must be > 0, got {lr!r} (LoRA usually trains at 1e-4 .. 1e-3).")
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not (lr > 0 and math.isfinite(lr)):
+        raise ValueError(f"lr must be > 0 and finite, got {lr!r} (LoRA usually trains at 1e-4 .. 1e-3).")
     if not 0 <= warmup_steps < steps:
         raise ValueError(f"warmup_steps must be in [0, steps) = [0, {steps}), got {warmup_steps!r}.")
     if schedule not in SCHEDULES:
@@ -124,6 +125,11 @@ def _check_arguments(model, steps, batch_size, lr, warmup_steps, schedule, max_g
         raise ValueError(f"max_grad_norm must be > 0 or None (no clipping), got {max_grad_norm!r}.")
     if eval_every is not None and (not isinstance(eval_every, int) or eval_every < 1):
         raise ValueError(f"eval_every must be an int >= 1 or None, got {eval_every!r}.")
+    merged = [n for n, m in model.named_modules() if hasattr(m, "lora_A") and getattr(m, "merged", False)]
+    if merged:
+        raise ValueError(f"{len(merged)} LoRA layers are merged (e.g. {merged[0]!r}): a merged layer computes "
+                         "with W0 + delta_W and skips lora_A and lora_B, so they would get no gradient. Call "
+                         "layer.unmerge() on each (or reload the model and load_adapter) before training.")
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("The model has no trainable parameters, so training would change nothing. "
@@ -155,7 +161,9 @@ def train(model, tokenizer, train_examples, *, steps: int, batch_size: int = 8, 
     ``eval_generate`` eval examples, greedy-generation metrics (``lora_edu.evaluation.evaluate``). The model is
     moved to ``device`` (default: CUDA if present) but not cast: load it in ``precision.dtype`` before
     ``inject_lora``, so 16-bit bases get fp32 adapters. It is left in eval mode. Raises ``TrainingDiverged`` on a
-    NaN/Inf loss or gradient, before the step, so the adapter keeps its last good values.
+    NaN/Inf loss or gradient, with the trainable weights put back to the values of the last step whose loss
+    was finite (before its update, which is the one that can have blown them up). That costs two copies of the
+    trainable parameters on their device: a few MB for LoRA, twice the model for full fine-tuning.
 
     ``optimizer`` replaces the default ``AdamW(trainable params, lr, weight_decay)``, for example LoRA+'s two
     learning rates (``create_loraplus_optimizer``); ``lr`` and ``weight_decay`` are then unused, and the schedule
@@ -199,6 +207,11 @@ def train(model, tokenizer, train_examples, *, steps: int, batch_size: int = 8, 
             record.update({k: v for k, v in metrics.items() if k != "predictions"})
         result.eval_history.append(record)
 
+    # The values each trainable tensor had before the last step whose loss and gradients were finite: that
+    # step's update is the one that can blow A and B up (lr 1e30 gives finite 1e30s, then a NaN loss), so a
+    # divergence goes back there. Two copies of the trainable parameters (small for LoRA), swapped each step.
+    before_step = [torch.empty_like(p) for p in params]
+    last_good = [p.detach().clone() for p in params]
     model.train()
     bar = tqdm(range(steps), desc="training", disable=not progress)
     for step in bar:
@@ -208,13 +221,23 @@ def train(model, tokenizer, train_examples, *, steps: int, batch_size: int = 8, 
         batch = to_device(collate([features[i] for i in chosen], pad), device)
         t0 = time.perf_counter()
         current_lr = optimizer.param_groups[0]["lr"]
+        with torch.no_grad():
+            for saved, p in zip(before_step, params, strict=True):
+                saved.copy_(p)
         loss, norm = training_step(model, batch, optimizer, scaler, precision, max_grad_norm)
         if not (math.isfinite(loss) and (math.isfinite(norm) or scaler.is_enabled())):
+            with torch.no_grad():
+                for saved, p in zip(last_good, params, strict=True):
+                    p.copy_(saved)
             model.eval()
-            raise TrainingDiverged(f"step {step}: loss {loss}, gradient norm {norm}. The adapter keeps its "
-                                   "values from the last good step. Fix: lower lr (e.g. by 10x; full "
+            optimizer.zero_grad(set_to_none=True)
+            good = f"step {step - 1}'s" if step else "their initial"
+            raise TrainingDiverged(f"step {step}: loss {loss}, gradient norm {norm}. The trainable weights "
+                                   f"are back at {good} values (the last finite loss), before the update that "
+                                   "led here. Fix: lower lr (e.g. by 10x; full "
                                    "fine-tuning wants 1e-5 .. 5e-5), keep max_grad_norm set, or use bf16/fp32 "
                                    "instead of fp16.", result)
+        before_step, last_good = last_good, before_step  # this step was good: its starting values are kept
         with warnings.catch_warnings():  # fp16: a skipped overflow step makes torch warn; the schedule goes on
             warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
             scheduler.step()

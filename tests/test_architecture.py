@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "lora_edu"
 
 # Lowest layer first. A module may import from its own layer or a lower one, never from a higher one.
 LAYERS = {
-    "foundations": ("runtime", "config", "lowrank", "quant", "pretrained"),
+    "foundations": ("runtime", "config", "files", "lowrank", "quant", "pretrained"),
     "lora": ("layers", "model", "io", "merging", "qlora", "loraplus", "memory"),
     "training": ("chat", "data", "evaluation", "training", "baselines", "toy"),
     "teaching": ("experiments", "cli", "viz", "exercises", "notebook_meta"),
@@ -140,6 +140,27 @@ def test_no_two_module_names_one_character_apart():
     names = [p.stem for p in PACKAGE.rglob("*.py") if p.stem != "__init__"] + units()
     close = sorted({tuple(sorted(p)) for p in itertools.combinations(set(names), 2) if edit_distance_at_most_one(*p)})
     assert not close, f"module names one character apart: {close}"
+
+
+def test_the_library_never_unpickles():
+    """README's Guarantees: nothing in lora_edu calls torch.load or pickle, and every model load through
+    transformers asks for safetensors (use_safetensors=True, so no pickled .bin is ever read)."""
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [a.name for a in node.names] + [getattr(node, "module", None) or ""]
+                found += [f"{path.name}: import {n}" for n in names if n.split(".")[0] in ("pickle", "dill")]
+            if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
+                continue
+            owner = ast.unparse(node.func.value)
+            if node.func.attr == "load" and owner in ("torch", "pickle"):
+                found.append(f"{path.name}:{node.lineno}: {owner}.load")
+            if node.func.attr == "from_pretrained" and "ForCausalLM" in owner:
+                safe = any(k.arg == "use_safetensors" and ast.unparse(k.value) == "True" for k in node.keywords)
+                if not safe and not any(k.arg == "gguf_file" for k in node.keywords):  # GGUF: no pickle
+                    found.append(f"{path.name}:{node.lineno}: {owner}.from_pretrained without use_safetensors")
+    assert not found, found
 
 
 def test_the_checker_sees_a_circle_and_a_near_name():

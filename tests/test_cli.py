@@ -140,7 +140,7 @@ def test_output_dir_checks(tmp_path, capsys):
     assert (tmp_path / "notes" / "keep.txt").read_text() == "mine"
 
 
-def test_diverged_training_exits_1_and_keeps_the_last_good_adapter(tiny, tmp_path, capsys):
+def test_diverged_training_exits_1_and_keeps_the_last_good_adapter(tiny, tok, tmp_path, capsys):
     out_dir = tmp_path / "run"
     code, _, err = run(["finetune", "--task", "format", "--output-dir", str(out_dir), *FAST, "--lr", "1e30"],
                        capsys)
@@ -148,6 +148,12 @@ def test_diverged_training_exits_1_and_keeps_the_last_good_adapter(tiny, tmp_pat
     metrics = json.loads((out_dir / "metrics.json").read_text())
     assert "lower lr" in metrics["diverged"] and metrics["after"] is None
     assert (out_dir / "adapter_model.safetensors").is_file()
+    # issue 13: the "last good" adapter used to hold the blown-up values (~1e30) and give NaN logits
+    from safetensors.torch import load_file
+
+    assert max(t.abs().max() for t in load_file(out_dir / "adapter_model.safetensors").values()) < 10
+    model = load_adapter(tiny_llama(seed=0, vocab_size=len(tok)), out_dir)
+    assert torch.isfinite(model(torch.tensor([[1, 5, 9]])).logits).all()
 
 
 def test_module_and_console_script_entry_points():
@@ -168,3 +174,65 @@ def test_ctrl_c_exits_130_and_writes_nothing(tiny, tmp_path, capsys, monkeypatch
     code, _, err = run(["finetune", "--task", "format", "--output-dir", str(out_dir), *FAST], capsys)
     assert code == 130 and "was not written" in err and "Traceback" not in err
     assert list(tmp_path.iterdir()) == []
+
+
+# --- issue 13: checked before the model loads; the output folder resolved first ---------------------------
+@pytest.mark.parametrize("extra, message", [
+    (["--alpha", "inf"], "--alpha must be finite"),
+    (["--alpha", "nan"], "--alpha must be > 0"),
+    (["--alpha", "1e308"], "65504"),
+    (["--lr", "inf"], "--lr must be > 0 and finite"),
+    (["--lr", "nan"], "--lr must be > 0 and finite"),
+    (["--seed", "-1"], "--seed must be in [0, 4294967295]"),
+    (["--seed", str(2 ** 32)], "--seed must be in [0, 4294967295]"),
+])
+def test_bad_numbers_exit_2_before_the_model_is_loaded(extra, message, tiny, tmp_path, capsys):
+    out_dir = tmp_path / "run"
+    code, _, err = run(["finetune", "--task", "format", "--output-dir", str(out_dir), *FAST, *extra], capsys)
+    assert code == 2 and message in err and "Traceback" not in err, err
+    assert tiny == [] and not out_dir.exists()  # refused before loading anything
+
+
+@pytest.mark.parametrize("name", [".", "", "sub/.."])
+def test_the_current_folder_as_output_dir_is_refused_before_training(name, tiny, tmp_path, capsys, monkeypatch):
+    """--output-dir . --overwrite used to train fully, then fail with EBUSY, lose the adapter and leave
+    ..old-* folders."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "adapter_config.json").write_text("{}")  # an earlier run's output, so --overwrite applies
+    (tmp_path / "sub").mkdir()
+    code, _, err = run(["finetune", "--task", "format", "--output-dir", name, "--overwrite", *FAST], capsys)
+    assert code == 2 and "current folder" in err and tiny == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter_config.json", "sub"]
+
+
+def test_dot_dot_paths_make_no_stray_folder(tiny, tmp_path, capsys):
+    code, _, _ = run(["finetune", "--task", "format", "--output-dir", str(tmp_path / "x" / "sub" / ".."), *FAST],
+                     capsys)
+    assert code == 0 and sorted(p.name for p in tmp_path.iterdir()) == ["x"]
+    assert (tmp_path / "x" / "adapter_config.json").is_file() and not (tmp_path / "x" / "sub").exists()
+
+
+def test_output_dir_inside_a_file_is_refused_before_the_model_loads(tiny, tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    code, _, err = run(["finetune", "--task", "format", "--output-dir", str(tmp_path / "file" / "run"), *FAST],
+                       capsys)
+    assert code == 2 and "is a file" in err and tiny == []
+
+
+def test_overwrite_through_a_symlink_keeps_the_link(tiny, tmp_path, capsys):
+    real = tmp_path / "real"
+    assert run(["finetune", "--task", "format", "--output-dir", str(real), *FAST], capsys)[0] == 0
+    (tmp_path / "link").symlink_to(real, target_is_directory=True)
+    assert run(["finetune", "--task", "format", "--output-dir", str(tmp_path / "link"), "--overwrite", *FAST],
+               capsys)[0] == 0
+    assert (tmp_path / "link").is_symlink() and (real / "metrics.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]
+
+
+def test_merge_of_a_tied_head_is_refused_before_training(tiny, tmp_path, capsys):
+    """--merge with lm_head among the targets used to fail after training (SmolLM2 ties it to embed_tokens)."""
+    out_dir = tmp_path / "run"
+    code, out, err = run(["finetune", "--task", "format", "--output-dir", str(out_dir), "--merge",
+                          "--target-modules", "q_proj,lm_head", *FAST], capsys)
+    assert code == 2 and "tied" in err and "Traceback" not in err
+    assert "Evaluating" not in out and not out_dir.exists()

@@ -234,3 +234,18 @@ def test_field_accuracy_scores_each_key():
     pred = 'Output: {"name": "Ada Park", "age": "34", "city": "Porto"}'
     assert data.field_accuracy(pred, FIELDS) == {"name": True, "age": False, "job": False, "city": False}
     assert data.field_accuracy("I cannot help", FIELDS) == dict.fromkeys(FIELDS, False)
+
+
+def test_read_jsonl_names_the_file_and_line_of_bad_utf8_and_deep_nesting(tmp_path):
+    """Issue 13: bad UTF-8 raised a bare UnicodeDecodeError (no file, no line); deep nesting a RecursionError."""
+    from lora_edu.data import read_jsonl
+
+    path = tmp_path / "train.jsonl"
+    path.write_bytes(b'{"prompt": "a", "target": "b"}\n{"prompt": "caf\xe9", "target": "b"}\n')
+    with pytest.raises(ValueError, match=r"train\.jsonl, line 2: not UTF-8"):
+        read_jsonl(path)
+    path.write_text('{"prompt": "a", "target": "b"}\n' + "[" * 100_000 + "]" * 100_000 + "\n")
+    with pytest.raises(ValueError, match=r"train\.jsonl, line 2: nested too deeply"):
+        read_jsonl(path)
+    path.write_text('{"prompt": "a", "target": "b"}\r\n\n{"prompt": "c", "target": "d"}\n')  # CRLF is fine
+    assert [ex["prompt"] for ex in read_jsonl(path)] == ["a", "c"]

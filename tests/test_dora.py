@@ -384,3 +384,12 @@ def test_merge_refuses_a_non_finite_magnitude():
     with pytest.raises(ValueError, match="lora_magnitude_vector has NaN/Inf"):
         layer.merge()
     assert torch.equal(layer.base_layer.weight, weight) and not layer.merged
+
+
+def test_dora_on_a_meta_device_weight_is_refused_clearly():
+    """Issue 13: DoRA's init reads ||W0||; on the meta device that used to raise a raw NotImplementedError."""
+    with torch.device("meta"):
+        base = nn.Linear(8, 6)
+    with pytest.raises(ValueError, match="meta device"):
+        LoraLinear(base, r=2, lora_alpha=4, use_dora=True)
+    LoraLinear(base, r=2, lora_alpha=4)  # plain LoRA needs no values, so it still builds on meta

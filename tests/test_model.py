@@ -240,3 +240,75 @@ def test_merge_and_unload_merges_layers_already_merged_once():
     merge_and_unload(model)  # must not add the update a second time
     assert torch.equal(model.model.layers[0].self_attn.q_proj.weight, expected)
     assert isinstance(layer, LoraLinear)
+
+
+# --- issue 13: modes, tied weights, all-or-nothing merges ----------------------------------------------
+
+def test_inject_lora_keeps_an_eval_model_in_eval_mode():
+    """The new LoraLinear layers used to start in train mode inside an eval model: dropout stayed active."""
+    model = tiny_llama().eval()
+    inject_lora(model, LoraConfig(r=4, lora_dropout=0.5, target_modules="all-linear", init_lora_weights=False))
+    assert not any(m.training for m in model.modules())
+    ids = torch.arange(10).view(1, -1)
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids).logits, model(ids).logits, rtol=0, atol=0)
+    model.train()  # and a model in train mode gets layers in train mode
+    assert all(m.training for _, m in lora_layers(model))
+
+
+def test_merging_a_lora_on_a_tied_head_is_refused_and_changes_nothing():
+    """SmolLM2 (and tiny_llama) tie lm_head to embed_tokens: merging into one would change the other."""
+    model = tiny_llama()
+    assert model.lm_head.weight is model.model.embed_tokens.weight
+    inject_lora(model, LoraConfig(r=4, target_modules=["q_proj", "lm_head"], init_lora_weights=False))
+    embed = model.model.embed_tokens.weight.clone()
+    q_before = model.model.layers[0].self_attn.q_proj.base_layer.weight.clone()
+    with pytest.raises(ValueError, match="tied"):
+        merge_and_unload(model)
+    assert torch.equal(model.model.embed_tokens.weight, embed)
+    assert torch.equal(model.model.layers[0].self_attn.q_proj.base_layer.weight, q_before)
+    assert len(list(lora_layers(model))) == 3  # nothing merged, nothing unloaded
+
+
+def test_merge_and_unload_checks_every_layer_before_merging_any():
+    """A NaN in the last layer used to be found after 13 of 14 layers were merged and unloaded."""
+    model = tiny_llama()
+    inject_lora(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    layers = list(lora_layers(model))
+    with torch.no_grad():
+        layers[-1][1].lora_B.weight[0, 0] = float("nan")
+    weights = [layer.base_layer.weight.clone() for _, layer in layers]
+    with pytest.raises(ValueError, match="NaN/Inf"):
+        merge_and_unload(model)
+    assert [name for name, _ in lora_layers(model)] == [name for name, _ in layers]
+    for (_, layer), before in zip(layers, weights, strict=True):
+        assert not layer.merged and torch.equal(layer.base_layer.weight, before)
+
+
+def test_a_bad_regex_in_find_target_modules_is_a_clear_error():
+    with pytest.raises(ValueError, match="not a valid regular expression"):
+        find_target_modules(tiny_llama(), r".*(q_proj")
+
+
+def test_a_quantized_linear_layer_gets_an_error_that_names_prepare_qlora():
+    """Loading an adapter into an NF4 base used to say 'Target the linear layers inside it'."""
+    from lora_edu.qlora import quantize_model
+
+    model = quantize_model(tiny_llama())
+    with pytest.raises(TypeError, match="prepare_qlora"):
+        inject_lora(model, LoraConfig(r=4, target_modules=["q_proj"]))
+
+
+# --- one step further (issue 13): the same kind of raw exception elsewhere in the module ------------------
+
+def test_model_functions_give_clear_errors_for_wrong_arguments():
+    with pytest.raises(TypeError, match=r"LoraConfig\(\*\*"):
+        inject_lora(tiny_llama(), {"r": 4})
+    with pytest.raises(TypeError, match="nn.Module"):
+        merge_and_unload("model")
+    with pytest.raises(ValueError, match="no parameters"):
+        print_trainable_parameters(nn.Sequential())
+    with pytest.raises(ValueError, match="positive"):
+        compression_ratio(0, 0, 0)
+    with pytest.raises(ValueError, match="positive"):
+        lora_parameter_count(4096, -1, 8)

@@ -12,13 +12,14 @@ from torch import nn
 from lora_edu import quant
 from lora_edu.config import LoraConfig
 from lora_edu.layers import LoraLinear
-from lora_edu.model import inject_lora, merge_and_unload, unload
+from lora_edu.model import inject_lora, lora_layers, merge_and_unload, unload
 from lora_edu.pretrained import tiny_llama
 from lora_edu.qlora import (
     MERGE_WARNING,
     UNMERGE_WARNING,
     NF4Linear,
     QLoRALinear,
+    dequantize_model,
     model_nbytes,
     prepare_qlora,
     quantize_model,
@@ -408,3 +409,45 @@ def test_dora_on_a_4bit_base_is_refused_not_silently_dropped():
         QLoRALinear(NF4Linear.from_linear(nn.Linear(8, 8)), r=2, lora_alpha=4, use_dora=True)
     with pytest.raises(ValueError, match="does not do DoRA"):
         prepare_qlora(tiny_llama(), LoraConfig(r=2, use_dora=True))
+
+
+# --- issue 13: modes, all-or-nothing merges, saving a merged QLoRA model ----------------------------------
+
+def test_prepare_qlora_keeps_an_eval_model_in_eval_mode():
+    model = prepare_qlora(tiny_llama().eval(), LoraConfig(r=4, lora_dropout=0.5, init_lora_weights=False))
+    assert not any(m.training for m in model.modules())
+    ids = torch.arange(8).view(1, -1)
+    with torch.no_grad():
+        assert torch.equal(model(ids).logits, model(ids).logits)
+
+
+def test_qlora_merge_and_unload_checks_every_layer_before_merging_any():
+    model = prepare_qlora(tiny_llama(), LoraConfig(r=4, init_lora_weights=False))
+    layers = list(lora_layers(model))
+    with torch.no_grad():
+        layers[-1][1].lora_B.weight[0, 0] = float("inf")
+    codes = [layer.base_layer.codes.clone() for _, layer in layers]
+    with pytest.raises(ValueError, match="NaN/Inf"):
+        merge_and_unload(model)
+    assert len(list(lora_layers(model))) == len(layers)
+    assert all(torch.equal(layer.base_layer.codes, c) for (_, layer), c in zip(layers, codes, strict=True))
+
+
+def test_a_merged_qlora_model_saves_and_reloads_with_the_same_logits(tmp_path):
+    """save_pretrained of NF4 buffers reloaded as random weights (0.34 logits off); dequantize_model first."""
+    from transformers import LlamaForCausalLM
+
+    model = prepare_qlora(tiny_llama(), LoraConfig(r=4, init_lora_weights=False))
+    with pytest.raises(ValueError, match="merge_and_unload"):
+        dequantize_model(model)
+    with pytest.warns(UserWarning):
+        merge_and_unload(model)
+    ids = torch.arange(8).view(1, -1)
+    with torch.no_grad():
+        expected = model(ids).logits
+    dequantize_model(model).save_pretrained(tmp_path / "merged")
+    reloaded = LlamaForCausalLM.from_pretrained(tmp_path / "merged").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(ids).logits, expected, rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="no NF4Linear"):
+        dequantize_model(model)

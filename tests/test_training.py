@@ -184,13 +184,16 @@ def test_cuda_run_reports_peak_memory(tok, knowledge):
 
 # --- divergence -------------------------------------------------------------------------------------------
 def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_adapter(tok, knowledge):
+    """The adapter goes back to the values the last finite loss (step 1) was measured with: the update of
+    step 1 is the one that may have blown it up (issue 13: with lr 1e30 the old 'last good' held 1e30s)."""
     model = tiny_lora(tok)
     calls, snapshot = [0], {}
 
     def poison(module, args, output):  # the 3rd forward (step 2) returns NaN logits
         calls[0] += 1
-        if calls[0] == 3:
+        if calls[0] == 2:  # step 1's forward: these values gave its finite loss
             snapshot.update(lora_state(model))
+        if calls[0] == 3:
             return output * float("nan")
         return output
 
@@ -199,6 +202,30 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_adapter(tok, 
         train(model, tok, SHORT, steps=5, batch_size=1, lr=1e-3, device="cpu", progress=False)
     assert len(err.value.result.history) == 2
     assert all(torch.equal(p, snapshot[n]) for n, p in lora_state(model).items())
+
+
+def test_a_huge_lr_leaves_the_adapter_it_started_from_not_the_blown_up_one(tok):
+    model = tiny_lora(tok)
+    start = lora_state(model)
+    with pytest.raises(TrainingDiverged, match="step 1"):
+        train(model, tok, SHORT, steps=5, batch_size=2, lr=1e30, device="cpu", progress=False)
+    # step 0's loss was finite, its update made A and B ~1e30 and step 1's loss NaN: back to step 0's values
+    assert all(torch.equal(p, start[n]) for n, p in lora_state(model).items())
+
+
+@pytest.mark.parametrize("lr", [float("inf"), float("nan"), 1e308 * 10])
+def test_an_infinite_lr_is_refused(tok, lr):
+    with pytest.raises(ValueError, match="lr must be"):
+        train(tiny_lora(tok), tok, SHORT, steps=2, lr=lr, device="cpu", progress=False)
+
+
+def test_training_a_merged_model_is_a_clear_error(tok):
+    """Merged layers skip the LoRA path, so A and B got no gradient: 'element 0 of tensors does not require
+    grad' (all merged) or silently untrained layers (some merged)."""
+    model = tiny_lora(tok)
+    model.model.layers[0].self_attn.q_proj.merge()
+    with pytest.raises(ValueError, match="merged.*unmerge"):
+        train(model, tok, SHORT, steps=2, device="cpu", progress=False)
 
 
 # --- evaluation scoring -----------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 
 FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+LARGEST = 1e38  # the largest magnitude we quantize: leaves room below float32's 3.4e38 for rounding
 TINY = 1e-38  # a block of zeros has absmax 0; dividing by max(absmax, TINY) keeps its codes at 0 (as bnb does)
 
 
@@ -44,12 +45,13 @@ def check_weight(weight, name: str = "weight", finite: bool = True) -> torch.Ten
 
 def check_finite(weight: torch.Tensor, name: str = "weight",
                  absmax: torch.Tensor | None = None) -> torch.Tensor:
-    """``weight`` if it holds no NaN or Inf; otherwise a ValueError that counts them.
+    """``weight`` if it holds no NaN or Inf and nothing above ``LARGEST``; otherwise a ValueError.
 
     ``absmax``: the weight's block absmax, if already computed. ``amax`` propagates NaN and Inf, so the
-    weight is finite exactly when its few absmax values are: checking them first skips a full scan.
+    weight is finite (and small enough) exactly when its few absmax values are: checking them skips a scan.
     """
-    if absmax is not None and absmax.isfinite().all():
+    top = weight.detach().abs().amax() if absmax is None else absmax.amax()
+    if torch.isfinite(top) and top <= LARGEST:
         return weight
     finite = torch.isfinite(weight)
     if not finite.all():
@@ -58,7 +60,9 @@ def check_finite(weight: torch.Tensor, name: str = "weight",
         raise ValueError(f"{name} has {n_nan} NaN and {n_inf} Inf values; one of them would become the "
                          "scale of its block and wipe out every other number there. Fix: find where they "
                          f"come from (torch.isfinite({name}).all() after each step) before quantizing.")
-    return weight
+    raise ValueError(f"{name} has values up to {float(top):.3g}, above {LARGEST:g}: a scale times a code, "
+                     "rounded, could pass float32's largest number (3.4e38) and come back as Inf. Fix: quantize "
+                     f"{name} / s for a power of two s and multiply the result by s.")
 
 
 def check_blocksize(blocksize, *, even: bool = False, name: str = "blocksize") -> int:

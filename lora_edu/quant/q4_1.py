@@ -34,6 +34,11 @@ def quantize_q4_1(weight: torch.Tensor) -> torch.Tensor:
     x = weight.float().reshape(-1, QK4_1)  # (n_blocks, 32)
     lo = x.amin(dim=1, keepdim=True)  # m, (n_blocks, 1)
     d = (x.amax(dim=1, keepdim=True) - lo) / 15  # the step between codes
+    if not (torch.isfinite(d.half()).all() and torch.isfinite(lo.half()).all()):
+        raise ValueError(f"Q4_1 stores each block's step d = (max - min) / 15 and minimum m as float16, whose "
+                         f"largest number is 65504; this weight's blocks need up to d = {float(d.max()):.4g} and "
+                         f"|m| = {float(lo.abs().max()):.4g}, which would be stored as Inf. Fix: quantize "
+                         "weight / s for a power of two s (and multiply back), or use quantize_nf4 (fp32 scales).")
     inv_d = torch.where(d == 0, 0.0, 1.0 / d)  # a constant block: every code 0, decodes to m
     q = torch.trunc((x - lo) * inv_d + 0.5).clamp(0, 15).to(torch.uint8)  # round half up: (n_blocks, 32)
     packed = q[:, :16] | (q[:, 16:] << 4)  # (n_blocks, 16): first half low nibble, second half high
@@ -66,6 +71,11 @@ def split_q4_1(raw) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 def dequantize_q4_1(raw) -> torch.Tensor:
     """fp32 weights ``d * q + m``, shape ``(*raw.shape[:-1], raw.shape[-1] // 20 * 32)``."""
     d, m, q = split_q4_1(raw)
+    bad = (~(torch.isfinite(d) & torch.isfinite(m))).flatten().nonzero().flatten().tolist()
+    if bad:
+        raise ValueError(f"Q4_1 block {bad[0]} (of {d.numel()}; {len(bad)} in all) stores a NaN or Inf scale or "
+                         "minimum, so all 32 of its weights would decode to NaN/Inf: the bytes are corrupt. "
+                         "Fix: re-download or re-convert the GGUF file.")
     x = d.float() * q.float() + m.float()  # (n_blocks, 32)
     shape = tuple(raw.shape)
     return x.reshape(*shape[:-1], shape[-1] // BLOCK_BYTES * QK4_1)
