@@ -260,7 +260,39 @@ def quantize_model(model: nn.Module, target_modules: list[str] | str = "all-line
     for name, layer in quantized.items():
         layer.train(model.get_submodule(name).training)  # a new module starts in train mode: keep the model's
         model.set_submodule(name, layer)
+    if quantized:
+        _guard_save_pretrained(model)
     return model
+
+
+_SAVE_GUARDED: dict[type, type] = {}  # a transformers model class -> its subclass that guards save_pretrained
+
+
+def _guard_save_pretrained(model: nn.Module) -> None:
+    """Make ``model.save_pretrained`` refuse while ``NF4Linear`` layers remain, instead of writing a file
+    that transformers reloads with random weights where our 4-bit buffers were.
+
+    The model's class becomes a subclass of the same name whose only change is that check (so
+    ``isinstance``, ``config.architectures`` and copies behave as before); ``dequantize_model`` lifts it.
+    """
+    cls = type(model)
+    if not callable(getattr(cls, "save_pretrained", None)) or cls in _SAVE_GUARDED.values():
+        return
+    if cls not in _SAVE_GUARDED:
+        def save_pretrained(self, *args, **kwargs):
+            nf4 = [n for n, m in self.named_modules() if isinstance(m, NF4Linear)]
+            if nf4:
+                raise ValueError(
+                    f"save_pretrained cannot write the {len(nf4)} NF4Linear layers (e.g. {nf4[0]!r}): transformers "
+                    "does not know our 4-bit buffers and would reload those layers with random weights. Call "
+                    "lora_edu.dequantize_model(model) first (after merge_and_unload, to keep a merged update), "
+                    "or save only the adapter with save_adapter(model, path).")
+            return super(guarded, self).save_pretrained(*args, **kwargs)
+
+        guarded = type(cls.__name__, (cls,), {"save_pretrained": save_pretrained, "__module__": cls.__module__,
+                                              "__qualname__": cls.__qualname__, "__doc__": cls.__doc__})
+        _SAVE_GUARDED[cls] = guarded
+    model.__class__ = _SAVE_GUARDED[cls]
 
 
 def prepare_qlora(model: nn.Module, config: LoraConfig | None = None,

@@ -445,6 +445,10 @@ def test_a_merged_qlora_model_saves_and_reloads_with_the_same_logits(tmp_path):
     ids = torch.arange(8).view(1, -1)
     with torch.no_grad():
         expected = model(ids).logits
+    with pytest.raises(ValueError, match="dequantize_model"):  # the obvious call refuses instead of a bad file
+        model.save_pretrained(tmp_path / "merged")
+    assert not (tmp_path / "merged").exists()
+    assert isinstance(model, LlamaForCausalLM) and type(model).__name__ == "LlamaForCausalLM"
     dequantize_model(model).save_pretrained(tmp_path / "merged")
     reloaded = LlamaForCausalLM.from_pretrained(tmp_path / "merged").eval()
     with torch.no_grad():
