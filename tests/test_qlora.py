@@ -408,3 +408,27 @@ def test_dora_on_a_4bit_base_is_refused_not_silently_dropped():
         QLoRALinear(NF4Linear.from_linear(nn.Linear(8, 8)), r=2, lora_alpha=4, use_dora=True)
     with pytest.raises(ValueError, match="does not do DoRA"):
         prepare_qlora(tiny_llama(), LoraConfig(r=2, use_dora=True))
+
+
+# --- device discipline: no per-call host-to-device copy ----------------------------------------------------
+
+@pytest.mark.parametrize("double_quant", [False, True])
+def test_training_steps_copy_nothing_from_the_cpu(double_quant):
+    """Forward + backward of QLoRA (and of LoRA, plain and DoRA) on the meta device, which stands in for a
+    GPU: after a first step (which may fill the table caches), no operator reads a CPU tensor. Before the
+    code tables were cached, every NF4 dequantize copied one (2 per step; 4 with double quantization)."""
+    from device_copies import CrossDeviceCopies  # tests/device_copies.py
+
+    torch.manual_seed(0)
+    layers = [QLoRALinear.from_linear(make_linear(), 4, 8, double_quant=double_quant),
+              LoraLinear(make_linear(), 4, 8), LoraLinear(make_linear(), 4, 8, use_dora=True)]
+    for layer in layers:
+        layer.to("meta")
+        x = torch.randn(3, 64, device="meta", requires_grad=True)
+        layer(x).sum().backward()
+        with CrossDeviceCopies() as moves:
+            for _ in range(3):
+                layer(x).sum().backward()
+                with torch.no_grad():
+                    layer(x)
+        assert moves.ops == [], f"{type(layer).__name__} moved data from the CPU: {moves.ops}"
