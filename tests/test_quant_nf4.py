@@ -397,6 +397,8 @@ def test_code_tables_are_built_once_per_device_and_public_ones_are_fresh():
     with torch.inference_mode():  # a table first made in inference mode still serves training later
         quant.code_table("nf4", torch.device("meta"))
     assert not quant.code_table("nf4", torch.device("meta")).is_inference()
+    with pytest.raises(ValueError, match="knows 'nf4' and 'fp4'"):
+        quant.code_table("int4", torch.device("cpu"))
 
 
 @pytest.mark.parametrize("quant_type", ["nf4", "fp4"])

@@ -131,6 +131,9 @@ def _fp4_pairs() -> torch.Tensor:
 
 def code_table(quant_type: str, device: torch.device) -> torch.Tensor:
     """The shared (16,) ``nf4_code()`` / ``fp4_code()`` on ``device``, made once (``constant_table``)."""
+    if quant_type not in ("nf4", "fp4"):
+        raise ValueError(f"code_table knows 'nf4' and 'fp4', got {quant_type!r}. Fix: pass your own 16-value "
+                         "code to quantize_4bit instead.")
     return constant_table(nf4_code if quant_type == "nf4" else fp4_code, device)
 
 
