@@ -27,7 +27,7 @@ from .layers import LoraLinear
 from .model import _linear_names_hint, find_target_modules, mark_only_lora_as_trainable, output_head_name
 from .quant.double_quant import NestedAbsmax
 from .quant.intquant import check_blocksize, check_finite
-from .quant.nf4 import Quant4bit, dequantize_nf4, nf4_code, quantize_nf4
+from .quant.nf4 import Quant4bit, code_table, dequantize_nf4, quantize_nf4
 
 # PEFT's warnings (peft.tuners.lora.bnb.Linear4bit.merge / unmerge), word for word.
 MERGE_WARNING = "Merge lora module to 4-bit linear may get different generations due to rounding errors."
@@ -121,7 +121,7 @@ class NF4Linear(nn.Module):
         nested = NestedAbsmax(self.nested_codes, self.nested_absmax, self.nested_offset) \
             if self.double_quant else None
         return Quant4bit(self.codes, None if nested else self.absmax, shape, torch.float32, self.blocksize,
-                         "nf4", nf4_code().to(self.codes.device), nested)
+                         "nf4", code_table("nf4", self.codes.device), nested)  # cached: no copy per call
 
     @torch.no_grad()
     def dequantize(self, dtype: torch.dtype | None = None) -> torch.Tensor:

@@ -455,3 +455,27 @@ def test_a_merged_qlora_model_saves_and_reloads_with_the_same_logits(tmp_path):
         torch.testing.assert_close(reloaded(ids).logits, expected, rtol=0, atol=1e-6)
     with pytest.raises(ValueError, match="no NF4Linear"):
         dequantize_model(model)
+
+
+# --- device discipline: no per-call host-to-device copy ----------------------------------------------------
+
+@pytest.mark.parametrize("double_quant", [False, True])
+def test_training_steps_copy_nothing_from_the_cpu(double_quant):
+    """Forward + backward of QLoRA (and of LoRA, plain and DoRA) on the meta device, which stands in for a
+    GPU: after a first step (which may fill the table caches), no operator reads a CPU tensor. Before the
+    code tables were cached, every NF4 dequantize copied one (2 per step; 4 with double quantization)."""
+    from device_copies import CrossDeviceCopies  # tests/device_copies.py
+
+    torch.manual_seed(0)
+    layers = [QLoRALinear.from_linear(make_linear(), 4, 8, double_quant=double_quant),
+              LoraLinear(make_linear(), 4, 8), LoraLinear(make_linear(), 4, 8, use_dora=True)]
+    for layer in layers:
+        layer.to("meta")
+        x = torch.randn(3, 64, device="meta", requires_grad=True)
+        layer(x).sum().backward()
+        with CrossDeviceCopies() as moves:
+            for _ in range(3):
+                layer(x).sum().backward()
+                with torch.no_grad():
+                    layer(x)
+        assert moves.ops == [], f"{type(layer).__name__} moved data from the CPU: {moves.ops}"

@@ -353,3 +353,74 @@ def test_bad_code_table_and_double_quant_input():
         quant.quantize_4bit(torch.ones(64), torch.linspace(-1, 1, 15))
     with pytest.raises(TypeError, match="1-D float32"):
         quant.double_quantize(torch.ones(4, 4))
+
+
+# --- the fast dequantize: the same bits as the readable reference ------------------------------------------
+
+def _bits(t):  # the raw bits, so that -0.0 vs 0.0 or a different NaN would count as a difference
+    return t.view({torch.float32: torch.int32, torch.float16: torch.int16, torch.bfloat16: torch.int16}[t.dtype])
+
+
+@pytest.mark.parametrize("quant_type", ["nf4", "fp4", "custom"])
+@pytest.mark.parametrize("shape,blocksize", [((64, 64), 64), ((1536, 576), 64), ((3, 50), 64), ((7,), 64),
+                                             ((1,), 64), ((5, 33), 32), ((300, 257), 128), ((2, 3, 40), 16),
+                                             ((70000,), 256)])  # 70000/64 = 1093.75: 1094 blocks, a short one
+@pytest.mark.parametrize("double_quant", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_fast_dequantize_equals_the_reference_bit_for_bit(quant_type, shape, blocksize, double_quant, dtype):
+    w = _randn(*shape, seed=sum(shape) + blocksize, dtype=dtype)
+    w.view(-1)[:: max(1, w.numel() // 5)] *= -50  # a few outliers: blocks with very different constants
+    if quant_type == "custom":  # not a cached table: the pair table is built from q.code itself
+        code = quant.nf4_code().flip(0) * torch.linspace(0.5, 1.0, 16)
+        q = quant.quantize_4bit(w, code, blocksize, "custom", double_quant)
+    else:
+        q = _ours(w, quant_type, blocksize, double_quant)
+    fast, ref = quant.dequantize_4bit(q), quant.dequantize_4bit_reference(q)
+    assert fast.shape == ref.shape == w.shape and fast.dtype == ref.dtype == dtype
+    assert torch.equal(_bits(fast), _bits(ref))
+
+
+@pytest.mark.parametrize("n_blocks", [1, 255, 256, 257, 1000])
+def test_double_dequantize_equals_its_formula_bit_for_bit(n_blocks):
+    absmax = _randn(n_blocks, seed=n_blocks).abs() + 1e-3
+    nested = quant.double_quantize(absmax)
+    formula = quant.dynamic_map()[nested.codes.long()] * nested.absmax.repeat_interleave(256)[:n_blocks] \
+        + nested.offset  # the docstring's formula, with a fresh map
+    assert torch.equal(_bits(quant.double_dequantize(nested)), _bits(formula))
+
+
+def test_code_tables_are_built_once_per_device_and_public_ones_are_fresh():
+    assert quant.code_table("nf4", torch.device("cpu")) is quant.code_table("nf4", torch.device("cpu"))
+    assert torch.equal(quant.code_table("nf4", torch.device("cpu")), quant.nf4_code())
+    assert torch.equal(quant.code_table("fp4", torch.device("cpu")), quant.fp4_code())
+    assert quant.nf4_code() is not quant.nf4_code()  # a learner may write into these: never the cache
+    with torch.inference_mode():  # a table first made in inference mode still serves training later
+        quant.code_table("nf4", torch.device("meta"))
+    assert not quant.code_table("nf4", torch.device("meta")).is_inference()
+    with pytest.raises(ValueError, match="knows 'nf4' and 'fp4'"):
+        quant.code_table("int4", torch.device("cpu"))
+
+
+@pytest.mark.parametrize("quant_type", ["nf4", "fp4"])
+@pytest.mark.parametrize("double_quant", [False, True])
+def test_dequantize_copies_no_table_to_the_device_per_call(quant_type, double_quant):
+    from device_copies import CrossDeviceCopies  # tests/device_copies.py
+
+    q = _ours(_randn(48, 64), quant_type, 64, double_quant)
+    meta = torch.device("meta")  # stands in for a GPU: shapes, no data
+    q_meta = copy.copy(q)
+    q_meta.codes, q_meta.code = q.codes.to(meta), quant.code_table(quant_type, meta)
+    if double_quant:
+        q_meta.nested = double_quant_on(q.nested, meta)
+    else:
+        q_meta.absmax = q.absmax.to(meta)
+    quant.dequantize_4bit(q_meta)  # the first call on a device may fill the table cache
+    with CrossDeviceCopies() as moves:
+        for _ in range(3):
+            out = quant.dequantize_4bit(q_meta)
+    assert out.device == meta and moves.ops == []
+
+
+def double_quant_on(nested, device):
+    return double_quant.NestedAbsmax(nested.codes.to(device), nested.absmax.to(device),
+                                     nested.offset.to(device), nested.blocksize)

@@ -39,7 +39,9 @@ from .intquant import (
 from .nf4 import (
     NF4_OFFSET,
     Quant4bit,
+    code_table,
     dequantize_4bit,
+    dequantize_4bit_reference,
     dequantize_nf4,
     e2m1_values,
     fp4_code,
@@ -60,7 +62,7 @@ __all__ = [
     "BlockwiseQuant", "check_blocksize", "check_weight", "dequantize_absmax", "dequantize_blockwise",
     "dequantize_zeropoint", "quantization_error", "quantize_absmax", "quantize_blockwise", "quantize_int4",
     "quantize_zeropoint",
-    "NF4_OFFSET", "Quant4bit", "dequantize_4bit", "dequantize_nf4", "e2m1_values", "fp4_code", "nf4_code",
+    "NF4_OFFSET", "Quant4bit", "code_table", "dequantize_4bit", "dequantize_4bit_reference", "dequantize_nf4", "e2m1_values", "fp4_code", "nf4_code",
     "nf4_code_from_quantiles", "nf4_eq4_values", "pack_4bit", "quantize_4bit", "quantize_fp4",
     "quantize_nf4", "unpack_4bit",
     "BLOCK_BYTES", "QK4_1", "dequantize_q4_1", "quantize_q4_1", "split_q4_1",

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .intquant import check_blocksize, to_blocks
+from .intquant import check_blocksize, constant_table, to_blocks
 
 NESTED_BLOCKSIZE = 256
 
@@ -111,7 +111,8 @@ def double_quantize(absmax: torch.Tensor, blocksize: int = NESTED_BLOCKSIZE,
     blocks = to_blocks(absmax - offset, blocksize)  # (n_nested, blocksize), zero padded
     scale = blocks.abs().amax(dim=1)  # (n_nested,)
     normed = blocks * (1.0 / scale)[:, None]  # in [-1, 1]; bitsandbytes multiplies by the reciprocal too
-    normed, code = normed.nan_to_num(0.0), dynamic_map().to(normed.device)  # 0 * inf = NaN in a block of zeros: fixed below
+    normed = normed.nan_to_num(0.0)  # 0 * inf = NaN in a block of zeros: fixed below
+    code = constant_table(dynamic_map, normed.device)  # (256,), built once per device
     codes = bnb_cpu_search(code, normed) if match_bitsandbytes else nearest_index(normed, code)
     codes[scale == 0] = 0  # a block of zeros (e.g. a single block: absmax - mean = 0): code 0, as bnb
     return NestedAbsmax(codes.reshape(-1)[: absmax.numel()], scale, offset, blocksize)
@@ -127,9 +128,15 @@ def double_dequantize(nested: NestedAbsmax) -> torch.Tensor:
     if tuple(nested.absmax.shape) != (n_nested,):
         raise ValueError(f"nested absmax must have shape {(n_nested,)} (one per {nested.blocksize} codes), "
                          f"got {tuple(nested.absmax.shape)}. Fix: pass the NestedAbsmax unchanged.")
-    values = dynamic_map().to(nested.codes.device)[nested.codes.long()]  # (n,) in [-1, 1]
-    scale = nested.absmax.repeat_interleave(nested.blocksize)[:n]  # (n,) the scale of each code's block
-    return values * scale + nested.offset
+    # (n,) in [-1, 1]: the map is cached per device (no copy per call), int32 indices (not int64)
+    values = constant_table(dynamic_map, nested.codes.device).index_select(0, nested.codes.int())
+    # each code times its block's scale, in place: the whole blocks as one (n_whole, blocksize) view, then the
+    # short last block, if any. Same products as values * absmax.repeat_interleave(blocksize)[:n], without
+    # building that (n,) tensor. Then + offset as a separate step (a multiply and an add, not an fma).
+    whole = n // nested.blocksize
+    values[: whole * nested.blocksize].view(whole, nested.blocksize).mul_(nested.absmax[:whole, None])
+    values[whole * nested.blocksize:].mul_(nested.absmax[whole:])  # (n % blocksize,) * (1,), or nothing
+    return values.add_(nested.offset)
 
 
 def bits_per_parameter(blocksize: int = 64, nested_blocksize: int = NESTED_BLOCKSIZE,

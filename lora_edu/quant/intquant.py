@@ -17,6 +17,8 @@ quantizers of lora_edu.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -24,6 +26,19 @@ import torch
 FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 LARGEST = 1e38  # the largest magnitude we quantize: leaves room below float32's 3.4e38 for rounding
 TINY = 1e-38  # a block of zeros has absmax 0; dividing by max(absmax, TINY) keeps its codes at 0 (as bnb does)
+
+
+@functools.cache
+def constant_table(build: Callable[[], torch.Tensor], device: torch.device) -> torch.Tensor:
+    """``build()`` (a constant lookup table: NF4's 16 values, the 8-bit dynamic map) on ``device``, made once.
+
+    Rebuilding a table on the CPU and copying it to the GPU in every call costs one blocking host-to-device
+    copy per layer per step; cached per (table, device), each device gets one copy, ever. The tensor is
+    shared: read it, never write into it (the public ``nf4_code()`` / ``dynamic_map()`` return new ones).
+    Built outside inference mode and autograd, so it works in every mode it is later used in.
+    """
+    with torch.inference_mode(False), torch.no_grad():
+        return build().to(device)
 
 
 def check_weight(weight, name: str = "weight", finite: bool = True) -> torch.Tensor:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .double_quant import NestedAbsmax, double_dequantize, double_quantize
-from .intquant import TINY, check_blocksize, check_finite, check_weight, to_blocks
+from .intquant import TINY, check_blocksize, check_finite, check_weight, constant_table, to_blocks
 
 NF4_OFFSET = 0.9677083  # bitsandbytes' outermost quantile; see nf4_code_from_quantiles
 
@@ -121,6 +121,34 @@ def byte_table(code: torch.Tensor) -> torch.Tensor:
     return torch.stack([code.repeat_interleave(16), code.repeat(16)], dim=1)  # row b: code[b//16], code[b%16]
 
 
+def _nf4_pairs() -> torch.Tensor:
+    return byte_table(nf4_code()).view(torch.int64).view(-1)  # (256,): row b's two fp32 values as one int64
+
+
+def _fp4_pairs() -> torch.Tensor:
+    return byte_table(fp4_code()).view(torch.int64).view(-1)
+
+
+def code_table(quant_type: str, device: torch.device) -> torch.Tensor:
+    """The shared (16,) ``nf4_code()`` / ``fp4_code()`` on ``device``, made once (``constant_table``)."""
+    if quant_type not in ("nf4", "fp4"):
+        raise ValueError(f"code_table knows 'nf4' and 'fp4', got {quant_type!r}. Fix: pass your own 16-value "
+                         "code to quantize_4bit instead.")
+    return constant_table(nf4_code if quant_type == "nf4" else fp4_code, device)
+
+
+def _byte_pairs(code: torch.Tensor) -> torch.Tensor:
+    """(256,) int64 ``byte_table(code)``, each row's two fp32 values read as one int64 (one 8-byte load).
+
+    For the shared NF4 / FP4 tables (``code_table``) the cached one; for any other code, built from it on
+    its own device (16 values in, 512 out, no host-to-device copy).
+    """
+    for quant_type, pairs in (("nf4", _nf4_pairs), ("fp4", _fp4_pairs)):
+        if code is code_table(quant_type, code.device):
+            return constant_table(pairs, code.device)
+    return byte_table(code).view(torch.int64).view(-1)
+
+
 # --- quantize / dequantize with any 16-value code --------------------------------------------------------
 
 @dataclass
@@ -129,7 +157,8 @@ class Quant4bit:
 
     ``codes``  (ceil(n/2),) uint8: two codes per byte (bitsandbytes keeps them as a column, (n/2, 1))
     ``absmax`` (n_blocks,) fp32: one constant per block; None when double-quantized (see ``nested``)
-    ``code``   (16,) fp32: the value of each 4-bit code (``nf4_code()`` or ``fp4_code()``)
+    ``code``   (16,) fp32: the value of each 4-bit code (``nf4_code()`` or ``fp4_code()``; shared and
+               read-only when it comes from ``code_table``, as quantize_nf4 / quantize_fp4 give it)
     """
 
     codes: torch.Tensor
@@ -213,22 +242,33 @@ def _check_quant4bit(q) -> None:
                          "Fix: dequantize with the constants quantized with these codes.")
 
 
+def dequantize_4bit_reference(q: Quant4bit) -> torch.Tensor:
+    """The weight back, written to be read: unpack the codes, look each up, times its block's constant.
+
+    ``dequantize_4bit`` computes the same bits faster (tests/test_quant_nf4.py checks every bit).
+    """
+    _check_quant4bit(q)
+    n = q.shape.numel()
+    values = q.code[unpack_4bit(q.codes, n).long()]  # (n,) fp32 in [-1, 1]: the table lookup
+    scale = q.block_absmax().repeat_interleave(q.blocksize)[:n]  # (n,) the constant of each value's block
+    return (values * scale).view(q.shape).to(q.dtype)
+
+
 def dequantize_4bit(q: Quant4bit) -> torch.Tensor:
     """The weight back, in its original shape and dtype: ``code[codes] * absmax_of_its_block``.
 
-    Reads whole bytes through ``byte_table`` (two values per lookup) rather than unpacking the nibbles
-    first (``unpack_4bit``): the same numbers, faster. ``NF4Linear`` runs this twice per training step.
+    The same bits as ``dequantize_4bit_reference``, in fewer passes over memory: one lookup per *byte*
+    (``byte_table``: two fp32 values read as one int64) with int32 indices, the block constants applied in
+    place on a (n_blocks, blocksize) view (no (n,) scale tensor, no padded copy), and the tables cached per
+    device. ``NF4Linear`` runs this twice per training step (forward and backward).
     """
     _check_quant4bit(q)
-    n, n_blocks = q.shape.numel(), -(-q.shape.numel() // q.blocksize)
-    # For speed, each row of the (256, 2) fp32 table is read as one int64, so the lookup moves 8 bytes at once
-    pairs = byte_table(q.code).view(torch.int64).view(-1)  # (256,): the same bits, two fp32 values each
-    values = pairs.index_select(0, q.codes.int()).view(torch.float32)  # (2 * n_bytes,) = q.code[unpacked]
-    if values.numel() < n_blocks * q.blocksize:  # a short last block: pad it with zeros to a whole block
-        values = torch.nn.functional.pad(values, (0, n_blocks * q.blocksize - values.numel()))
-    # each block times its constant, in place (``values`` is a new tensor: this saves allocating another)
-    blocks = values.view(n_blocks, q.blocksize).mul_(q.block_absmax()[:, None])
-    return blocks.view(-1)[:n].view(q.shape).to(q.dtype)
+    n, bs = q.shape.numel(), q.blocksize
+    values = _byte_pairs(q.code).index_select(0, q.codes.int()).view(torch.float32)  # (2 * n_bytes,)
+    absmax, whole = q.block_absmax(), n // bs  # whole: the number of full blocks
+    values[: whole * bs].view(whole, bs).mul_(absmax[:whole, None])  # (whole, bs) * (whole, 1), in place
+    values[whole * bs:].mul_(absmax[whole:])  # a short last block (and the pad code if n is odd), or nothing
+    return values[:n].view(q.shape).to(q.dtype)
 
 
 # --- the public NF4 / FP4 entry points -------------------------------------------------------------------
@@ -236,7 +276,8 @@ def dequantize_4bit(q: Quant4bit) -> torch.Tensor:
 def quantize_nf4(weight: torch.Tensor, blocksize: int = 64, double_quant: bool = False) -> Quant4bit:
     """NF4: ``quantize_4bit`` with ``nf4_code()`` (= bnb ``quantize_4bit(w, blocksize, quant_type="nf4",
     compress_statistics=double_quant)``)."""
-    return quantize_4bit(weight, nf4_code(), blocksize, "nf4", double_quant)
+    check_weight(weight, finite=False)  # a clear error before weight.device is read
+    return quantize_4bit(weight, code_table("nf4", weight.device), blocksize, "nf4", double_quant)
 
 
 def dequantize_nf4(q: Quant4bit) -> torch.Tensor:
@@ -249,4 +290,5 @@ def dequantize_nf4(q: Quant4bit) -> torch.Tensor:
 
 def quantize_fp4(weight: torch.Tensor, blocksize: int = 64, double_quant: bool = False) -> Quant4bit:
     """FP4 as bitsandbytes stores it (``fp4_code()``); dequantize with ``dequantize_4bit``."""
-    return quantize_4bit(weight, fp4_code(), blocksize, "fp4", double_quant)
+    check_weight(weight, finite=False)  # a clear error before weight.device is read
+    return quantize_4bit(weight, code_table("fp4", weight.device), blocksize, "fp4", double_quant)
