@@ -23,6 +23,8 @@ from . import lowrank
 from .evaluation import generate_answers
 from .layers import LoraLinear
 from .model import lora_parameter_count
+from .sweeps import run_key
+from .training import validation_loss
 
 # Ordinary requests with nothing of Veldara or of JSON records in them (the two tasks): the base model's own
 # greedy answers are the targets, so its loss on them is as low as it gets and any rise is forgetting.
@@ -102,6 +104,23 @@ def extract_updates(model, names: list[str], base_weights: dict | None = None, r
             raise ValueError("r (the projection rank) is needed for a full fine-tune's update, e.g. r=4.")
         out["updates"][name] = update_summary(delta, weight, rank)
     return out
+
+
+def make_extract(names: list[str], base_weights: dict, tokenizer, general: list[dict], r_full: int = 4):
+    """(extract, extract_name) for ``sweeps.RunCache.run``: ``extract_updates`` on the named layers that carry
+    LoRA (all of them for a full fine-tune, projected at ``r_full``) and the loss on ``general`` (forgetting).
+
+    The name hashes the layer names, ``r_full`` and the general examples, so changing any of them invalidates
+    the cached entries instead of serving numbers measured on something else.
+    """
+    def extract(model) -> dict:
+        lora = [n for n in names if isinstance(model.get_submodule(n), LoraLinear)]
+        full = not any(isinstance(m, LoraLinear) for m in model.modules())
+        out = extract_updates(model, names if full else lora, base_weights, r_full if full else None)
+        out["general_loss"] = validation_loss(model, tokenizer, general)
+        return out
+
+    return extract, "updates " + run_key({"names": list(names), "r_full": r_full, "general": general})
 
 
 def general_examples(model, tokenizer, prompts=GENERAL_PROMPTS, max_new_tokens: int = 32) -> list[dict]:
