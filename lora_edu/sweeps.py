@@ -108,7 +108,9 @@ class RunCache:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         text = json.dumps({"format": FORMAT, "schema": SCHEMA, "entries": self.entries}, sort_keys=True)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        mode = self.path.stat().st_mode & 0o777 if self.path.exists() else 0o644  # mkstemp's 0o600 is too tight
         try:
+            os.chmod(tmp, mode)
             with os.fdopen(fd, "w") as f:
                 f.write(text)
                 f.flush()
