@@ -70,6 +70,9 @@ def budget_ranks(model, target_sets: dict[str, tuple[str, ...]], r_all: int = 2)
 def update_summary(delta_w: torch.Tensor, weight: torch.Tensor, r: int, seed: int = 0) -> dict:
     """One row of LoRA's Table 7 for ``delta_w`` on ``weight`` (both (out, in)), at rank ``r``; see the module doc."""
     delta_w, weight = delta_w.detach().double().cpu(), weight.detach().double().cpu()
+    if not delta_w.any():  # before any SVD: the directions of a zero matrix are arbitrary
+        raise ValueError("delta_w is all zeros: this layer did not change, so it has no directions to measure. "
+                         "Fix: measure a layer that was trained (with LoRA, B is 0 until the first step).")
     g = torch.Generator().manual_seed(seed)
     random = torch.randn(weight.shape, generator=g, dtype=torch.float64)  # the paper's "Random" row
     S = torch.linalg.svdvals(delta_w)  # (min(out, in),)

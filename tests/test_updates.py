@@ -86,3 +86,25 @@ def test_general_examples_generate_with_a_real_tokenizer():
         assert "answered none" in str(e)
     else:
         assert all(ex["target"].strip() and ex["prompt"] in ("Hello?", "Name a color.") for ex in examples)
+
+
+def test_make_extract_reads_lora_layers_or_every_named_layer_of_a_full_fine_tune():
+    _, tok = load_model(verbose=False)
+    names = ["model.layers.0.self_attn.q_proj", "model.layers.0.self_attn.k_proj"]
+    base = tiny_llama(vocab_size=len(tok))
+    weights = {n: base.get_submodule(n).weight.detach().clone() for n in names}
+    general = [{"prompt": "Hello?", "target": "Hi there."}]
+    extract, name = updates.make_extract(names, weights, tok, general, r_full=2)
+    lora = inject_lora(tiny_llama(vocab_size=len(tok)), LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj"]))
+    with torch.no_grad():
+        lora.get_submodule(names[0]).lora_B.weight.normal_()
+    out = extract(lora)
+    assert list(out["updates"]) == [names[0]] and list(out["A"]) == [names[0]] and out["general_loss"] > 0
+    tuned = tiny_llama(vocab_size=len(tok))
+    with torch.no_grad():
+        tuned.get_submodule(names[1]).weight.mul_(1.5)  # delta W = 0.5 W for k_proj, 0 for q_proj
+    with pytest.raises(ValueError, match="did not change"):  # q_proj did not move: it has no directions
+        extract(tuned)
+    _, other = updates.make_extract(names, weights, tok, general + general, r_full=2)
+    _, other_r = updates.make_extract(names, weights, tok, general, r_full=3)
+    assert len({name, other, other_r}) == 3  # any change of what is measured changes the cache key
