@@ -15,6 +15,7 @@ from .io import load_adapter, save_adapter
 from .layers import LoraLinear
 from .loraplus import create_loraplus_optimizer
 from .lowrank import (
+    amplification_factor,
     eckart_young_error,
     effective_rank,
     energy,
@@ -61,6 +62,7 @@ __all__ = [
     "prepare_qlora",
     "dequantize_model",
     "quantize_model",
+    "amplification_factor",
     "eckart_young_error",
     "effective_rank",
     "energy",

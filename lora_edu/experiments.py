@@ -24,7 +24,7 @@ from .config import LoraConfig
 from .data import TASKS, load_task
 from .runtime import NoGPUError, Precision, get_device, gpu_message, precision_policy, seed_everything
 
-METHODS = ("lora", "qlora")
+METHODS = ("lora", "qlora", "full")  # "full": every weight trains (the baseline of notebook 11)
 LARGER_MODEL = "HuggingFaceTB/SmolLM2-360M-Instruct"  # offered on a GPU (from the hub) in notebook 08
 
 
@@ -52,11 +52,16 @@ class RunConfig:
     eval_examples: int = 40  # the first N test examples, scored by greedy generation; 0 skips evaluation
     max_new_tokens: int = 40
     measure_before: bool = True  # False: skip the "before" measurement (a sweep measures the base once)
+    n_facts: int = 0  # knowledge task: train and test on the first N of its 200 facts only (0: all of them)
 
     @property
     def label(self) -> str:
         rs = ", rsLoRA" if self.use_rslora else ""
-        return f"{self.task} · {'QLoRA' if self.method == 'qlora' else 'LoRA'} r={self.r}, alpha={self.lora_alpha:g}{rs}"
+        facts = f" ({self.n_facts} facts)" if self.n_facts else ""
+        if self.method == "full":
+            return f"{self.task}{facts} · full fine-tuning"
+        method = "QLoRA" if self.method == "qlora" else "LoRA"
+        return f"{self.task}{facts} · {method} r={self.r}, alpha={self.lora_alpha:g}{rs}"
 
     def lora_config(self) -> LoraConfig:
         targets = self.target_modules if isinstance(self.target_modules, str) else list(self.target_modules)
@@ -78,6 +83,19 @@ class RunResult:
     tokenizer: object = field(default=None, repr=False)
 
 
+def task_split(cfg: RunConfig, split: str) -> list[dict]:
+    """The examples of ``cfg.task``'s ``split``; with ``cfg.n_facts`` only those of the first N facts (sorted ids).
+
+    Fewer facts make the knowledge task learnable on a CPU budget: 16 steps of 8 cannot even show each of the
+    600 training questions once, while 20 facts (60 questions) are seen several times (notebook 11).
+    """
+    examples = load_task(cfg.task, split)
+    if not cfg.n_facts:
+        return examples
+    keep = set(sorted({ex["fact_id"] for ex in examples})[:cfg.n_facts])
+    return [ex for ex in examples if ex["fact_id"] in keep]
+
+
 # --- checks before any work ---------------------------------------------------------------------------------
 def check_config(cfg: RunConfig) -> None:
     """Raise ValueError (problem and fix) for what can be seen before loading the model."""
@@ -88,7 +106,11 @@ def check_config(cfg: RunConfig) -> None:
                          "base as loaded, 'qlora' on a base quantized to NF4.")
     if cfg.method == "qlora" and cfg.use_dora:
         raise ValueError("method='qlora' with use_dora=True is not supported; use method='lora' for DoRA.")
-    n_test = len(load_task(cfg.task, "test"))
+    if isinstance(cfg.n_facts, bool) or not isinstance(cfg.n_facts, int) or cfg.n_facts < 0:
+        raise ValueError(f"n_facts must be an int >= 0 (0: all facts), got {cfg.n_facts!r}.")
+    if cfg.n_facts and cfg.task != "knowledge":
+        raise ValueError(f"n_facts applies to the knowledge task only (the {cfg.task} task has no facts); use 0.")
+    n_test = len(task_split(cfg, "test"))
     if not 0 <= cfg.eval_examples <= n_test:
         raise ValueError(f"eval_examples must be in [0, {n_test}] (the {cfg.task} test split has {n_test} "
                          f"examples), got {cfg.eval_examples}.")
@@ -130,6 +152,7 @@ def build_model(cfg: RunConfig, device=None, precision: Precision | None = None,
     ``loader(name) -> (model, tokenizer)`` loads the base (default: ``load_model``; tests pass a tiny model).
     The adapters are fp32 even on a 16-bit base (LoraLinear's rule), which GradScaler needs on a T4.
     """
+    from .baselines import full_finetune_setup
     from .model import inject_lora
     from .qlora import prepare_qlora
 
@@ -140,6 +163,8 @@ def build_model(cfg: RunConfig, device=None, precision: Precision | None = None,
     seed_everything(cfg.seed)  # the A matrices' initialisation
     if cfg.method == "qlora":
         prepare_qlora(model, cfg.lora_config(), compute_dtype=precision.dtype)  # quantizes on the CPU
+    elif cfg.method == "full":
+        full_finetune_setup(model)  # r, lora_alpha and target_modules are unused
     else:
         inject_lora(model, cfg.lora_config())
     return model.to(device), tokenizer
@@ -158,7 +183,7 @@ def fit_and_measure(model, tokenizer, cfg: RunConfig, precision: Precision | Non
     device = next(model.parameters()).device
     precision = precision or precision_policy(device)
     train_module._check_arguments(model, cfg.steps, cfg.batch_size, cfg.lr, cfg.warmup_steps, "linear", 1.0, None)
-    test_set = load_task(cfg.task, "test")[:cfg.eval_examples]
+    test_set = task_split(cfg, "test")[:cfg.eval_examples]
     out = RunResult(cfg, row={})
     loss = {}
 
@@ -172,7 +197,7 @@ def fit_and_measure(model, tokenizer, cfg: RunConfig, precision: Precision | Non
     try:  # B = 0 at the start, so the model with its new adapter *is* the base model: this measures the base
         out.before = measure("before") if test_set and cfg.measure_before else None
         try:
-            out.train = train_module.train(model, tokenizer, load_task(cfg.task, "train"), steps=cfg.steps,
+            out.train = train_module.train(model, tokenizer, task_split(cfg, "train"), steps=cfg.steps,
                                            batch_size=cfg.batch_size, lr=cfg.lr, warmup_steps=cfg.warmup_steps,
                                            seed=cfg.seed, precision=precision, device=device, progress=progress)
         except train_module.TrainingDiverged as e:
@@ -220,6 +245,9 @@ def run_config(cfg: RunConfig, *, device=None, precision: Precision | None = Non
 
     start = time.perf_counter()
     check_config(cfg)
+    if save_to is not None and cfg.method == "full":
+        raise ValueError("save_to saves a LoRA adapter, and method='full' trains no adapter. Fix: keep_model=True "
+                         "and model.save_pretrained(folder) for a full fine-tune.")
     model, tokenizer = build_model(cfg, device, precision, loader)
     message = None
     try:

@@ -1,6 +1,7 @@
 """Low-rank linear algebra behind LoRA: truncated SVD, Eckart-Young, energy, effective rank, subspace similarity.
 
-Explained in notebooks/01_low_rank_math.ipynb.
+Explained in notebooks/01_low_rank_math.ipynb; measured on SmolLM2's own fine-tunes in
+notebooks/11_why_low_rank.ipynb.
 
 - ``truncated_svd(W, k)`` and ``low_rank_approx(W, k)``: the best rank-k approximation of W keeps its top k
   singular triplets (Eckart-Young-Mirsky theorem).
@@ -9,7 +10,10 @@ Explained in notebooks/01_low_rank_math.ipynb.
 - ``energy(S, k)``, ``effective_rank(S, energy_fraction)``, ``entropy_effective_rank(S)``: how spread out a
   spectrum is, i.e. how many directions a matrix really uses.
 - ``subspace_similarity(A, B, i, j)``: the normalized subspace similarity phi of the LoRA paper
-  (Hu et al. 2021, arXiv 2106.09685, section 7.2, Eq. 4).
+  (Hu et al. 2021, arXiv 2106.09685, section 7.2, Eq. 4); ``random_subspace_similarity(i, j, k)`` is what
+  phi comes to on average for random subspaces of R^k (max(i, j) / k), the line between signal and chance.
+- ``projected_norm(W, D, r)`` and ``amplification_factor(delta_w, weight, r)``: how much of W lies in the top-r
+  directions of an update, and how strongly the update amplifies them (LoRA section 7.3, Table 7, App. H.4).
 
 Convention: ``S`` is always a 1-D tensor of singular values in descending order, as ``torch.linalg.svdvals``
 returns them; ``k`` counts singular values and is 1-based in the math (sigma_1 is ``S[0]``).
@@ -196,3 +200,55 @@ def subspace_similarity_grid(A, B, side: str = "right") -> torch.Tensor:
     i = torch.arange(1, sums.shape[0] + 1, dtype=sums.dtype)[:, None]
     j = torch.arange(1, sums.shape[1] + 1, dtype=sums.dtype)[None, :]
     return sums / torch.minimum(i, j)
+
+
+def random_subspace_similarity(i: int, j: int, k: int) -> float:
+    """The mean of phi for a random i-dim and a random j-dim subspace of R^k: max(i, j) / k.
+
+    With P, Q the orthogonal projections onto them, ||U_i^T U_j||_F^2 = tr(P Q), and E[tr(P Q)] = i j / k
+    (by symmetry E[P] = (i / k) I). Dividing by min(i, j) gives max(i, j) / k. A measured phi well above this
+    is a shared direction; one near it is chance.
+    """
+    for name, value in (("i", i), ("j", j), ("k", k)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {value!r}.")
+    if max(i, j) > k:
+        raise ValueError(f"i={i} and j={j} must be at most k={k}: R^{k} has no {max(i, j)}-dimensional subspace.")
+    return max(i, j) / k
+
+
+# --- how an update relates to the weight it updates (LoRA section 7.3) ------------------------------------
+
+def _check_same_shape(delta_w: torch.Tensor, weight: torch.Tensor) -> None:
+    if delta_w.shape != weight.shape:
+        raise ValueError(f"delta_w {tuple(delta_w.shape)} and weight {tuple(weight.shape)} must have the same "
+                         "shape (out_features, in_features). Fix: pass layer.get_delta_weight() and "
+                         "layer.base_layer.weight of one LoraLinear.")
+
+
+def projected_norm(weight, directions, r: int) -> float:
+    """||U^T W V^T||_F: the part of ``weight`` W (m, n) inside the top-``r`` singular directions of ``directions``.
+
+    U (m, r) and V^T (n, r) hold the top-r left and right singular vectors of ``directions`` (same shape as W),
+    so U^T W V^T is r x r. Pass the update delta W, W itself (then it is sqrt(sigma_1^2 + ... + sigma_r^2) of W)
+    or a random matrix: the three rows of LoRA's Table 7.
+    """
+    W, D = _as_matrix(weight, "weight"), _as_matrix(directions, "directions")
+    _check_same_shape(D, W)
+    U_r, _, Vh_r = truncated_svd(D.double(), r)  # (m, r), (r,), (r, n)
+    return float(torch.linalg.matrix_norm(U_r.T @ W.double() @ Vh_r.T))  # (r, m) (m, n) (n, r) -> (r, r)
+
+
+def amplification_factor(delta_w, weight, r: int) -> float:
+    """||delta W||_F / ||U^T W V^T||_F with U, V the top-``r`` singular vectors of ``delta_w`` (LoRA App. H.4).
+
+    How much larger the update is, along its own top-r directions, than the pretrained weight is along them.
+    The paper measures 6.91 / 0.32 ~ 21.5 at r = 4 and about 2 at r = 64 (GPT-3, W_q of layer 48): the
+    update amplifies directions W barely uses. A very large factor means W is nearly orthogonal to them.
+    """
+    D = _as_matrix(delta_w, "delta_w")
+    inside = projected_norm(weight, D, r)
+    if inside <= 1e-12 * float(torch.linalg.matrix_norm(_as_matrix(weight, "weight").double())):  # rounding
+        raise ValueError("weight is orthogonal to the top-r directions of delta_w (||U^T W V^T||_F = 0), so "
+                         "the amplification factor is infinite. Fix: check that delta_w belongs to this weight.")
+    return float(torch.linalg.matrix_norm(D.double())) / inside

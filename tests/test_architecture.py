@@ -18,7 +18,7 @@ LAYERS = {
     "foundations": ("runtime", "config", "files", "lowrank", "quant", "pretrained"),
     "lora": ("layers", "model", "io", "merging", "qlora", "loraplus", "memory"),
     "training": ("chat", "data", "evaluation", "training", "baselines", "toy"),
-    "teaching": ("experiments", "cli", "viz", "exercises", "notebook_meta"),
+    "teaching": ("experiments", "sweeps", "updates", "cli", "viz", "exercises", "notebook_meta"),
 }
 LAYER_OF = {unit: rank for rank, units in enumerate(LAYERS.values()) for unit in units}
 

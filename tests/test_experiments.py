@@ -120,10 +120,37 @@ def test_sweep_reading_helpers():
                                                 higher_is_better=False)[:2] == (8, 64)
 
 
+def test_n_facts_keeps_the_same_first_facts_in_train_and_test():
+    cfg = RunConfig(task="knowledge", n_facts=10)
+    train, test = experiments.task_split(cfg, "train"), experiments.task_split(cfg, "test")
+    facts = {ex["fact_id"] for ex in train}
+    assert len(facts) == 10 and facts == {ex["fact_id"] for ex in test}
+    assert len(train) == 30 and len(test) == 10  # 3 training phrasings and 1 held-out phrasing per fact
+    assert facts == set(sorted({ex["fact_id"] for ex in experiments.task_split(RunConfig(task="knowledge"),
+                                                                               "train")})[:10])
+    assert cfg.label.startswith("knowledge (10 facts)")
+
+
+def test_full_fine_tuning_trains_every_weight_through_the_same_run(loader, tok, tmp_path):
+    cfg = RunConfig(**{**TINY, "method": "full", "task": "knowledge", "n_facts": 4, "lr": 1e-3})
+    res = experiments.run_config(cfg, loader=loader, keep_model=True, log=lambda *a: None)
+    base = tiny_llama(seed=0, vocab_size=len(tok))
+    assert res.row["trainable_params"] == res.row["total_params"] == sum(p.numel() for p in base.parameters())
+    assert res.row["label"] == "knowledge (4 facts) · full fine-tuning" and res.row["n_eval"] == 2
+    changed = [n for n, p in res.model.named_parameters()
+               if not torch.equal(p, base.get_parameter(n))]
+    assert "model.layers.0.mlp.down_proj.weight" in changed and "model.embed_tokens.weight" in changed
+    with pytest.raises(ValueError, match="trains no adapter"):
+        experiments.run_config(cfg, loader=loader, save_to=tmp_path / "a", log=lambda *a: None)
+
+
 # --- bad input ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("change, message", [
     ({"task": "poetry"}, "task must be one of"),
-    ({"method": "full"}, "method must be one of"),
+    ({"method": "prefix"}, "method must be one of"),
+    ({"n_facts": 5}, "n_facts applies to the knowledge task only"),
+    ({"task": "knowledge", "n_facts": -1}, "n_facts must be an int >= 0"),
+    ({"task": "knowledge", "n_facts": 2, "eval_examples": 3}, "eval_examples must be in [0, 2]"),
     ({"method": "qlora", "use_dora": True}, "use_dora=True is not supported"),
     ({"eval_examples": 10_000}, "eval_examples must be in [0, 240]"),
     ({"max_new_tokens": 0}, "max_new_tokens must be >= 1"),

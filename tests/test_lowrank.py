@@ -176,7 +176,76 @@ def test_subspace_similarity_left_side_compares_column_spaces():
     (lambda: lowrank.subspace_similarity(_randn(4, 10), _randn(4, 10), 1, 1, "up"), ValueError, "side"),
     (lambda: lowrank.subspace_similarity_grid(_randn(4, 10), _randn(5, 10), side="left"), ValueError,
      "different spaces"),
+    (lambda: lowrank.random_subspace_similarity(0, 1, 5), ValueError, "i must be an int"),
+    (lambda: lowrank.random_subspace_similarity(2, 6, 5), ValueError, "at most k=5"),
+    (lambda: lowrank.amplification_factor(_randn(4, 6), _randn(6, 4), 1), ValueError, "same shape"),
+    (lambda: lowrank.amplification_factor(_randn(4, 6), _randn(4, 6), 5), ValueError, "out of range"),
+    (lambda: lowrank.projected_norm(_randn(4, 6), _randn(4, 6).int(), 1), TypeError, "float"),
 ])
 def test_bad_input_errors(call, err, match):
     with pytest.raises(err, match=match):
         call()
+
+
+# --- random baseline of phi and the amplification factor (LoRA section 7.3) -------------------------------
+
+def _orthonormal(n, seed):
+    return torch.linalg.qr(_randn(n, n, seed=seed)).Q  # (n, n), columns orthonormal
+
+
+def test_random_subspace_similarity_is_the_mean_phi_of_random_matrices():
+    k, i, j = 48, 2, 12
+    phis = [lowrank.subspace_similarity(_randn(i, k, seed=s), _randn(j, k, seed=s + 500), i, j)
+            for s in range(300)]
+    expected = lowrank.random_subspace_similarity(i, j, k)
+    assert expected == 12 / 48
+    assert abs(np.mean(phis) - expected) < 0.02  # standard error of the mean is about 0.01 here
+    assert lowrank.random_subspace_similarity(3, 3, 3) == 1.0  # the whole space: every subspace contains it
+
+
+def _planted_weight(m=12, n=10, seed=0):
+    """W = U diag(S) V^T with known singular values 10, 5, 2, 1, 0.5, ... and its factors."""
+    U, V = _orthonormal(m, seed)[:, :n], _orthonormal(n, seed + 1)
+    S = torch.tensor([10.0, 5.0, 2.0, 1.0] + [0.5] * (n - 4), dtype=torch.float64)
+    return (U * S) @ V.T, U, S, V
+
+
+def test_projected_norm_of_w_on_itself_is_its_top_r_energy():
+    W, _, S, _ = _planted_weight()
+    for r in (1, 3, 10):
+        assert math.isclose(lowrank.projected_norm(W, W, r), float(S[:r].pow(2).sum().sqrt()), rel_tol=1e-12)
+
+
+def test_amplification_of_a_planted_update_along_a_known_direction():
+    W, U, S, V = _planted_weight()
+    # an update of norm 7 along W's 3rd singular pair: U^T W V^T = sigma_3 = 2, so the factor is 7 / 2
+    delta = 7.0 * U[:, 2:3] @ V[:, 2:3].T
+    assert math.isclose(lowrank.projected_norm(W, delta, 1), 2.0, rel_tol=1e-12)
+    assert math.isclose(lowrank.amplification_factor(delta, W, 1), 3.5, rel_tol=1e-12)
+    # a rank-2 update on pairs 1 and 4 (norms 3 and 4): ||delta||_F = 5, ||U^T W V^T||_F = sqrt(10^2 + 1^2)
+    delta = 3.0 * U[:, :1] @ V[:, :1].T + 4.0 * U[:, 3:4] @ V[:, 3:4].T
+    assert math.isclose(lowrank.amplification_factor(delta, W, 2), 5.0 / math.sqrt(101.0), rel_tol=1e-12)
+
+
+def test_amplification_when_the_update_lives_in_an_orthogonal_subspace():
+    # W uses only the first 3 input and output coordinates; an update on the others is invisible to W
+    W = torch.zeros(8, 8, dtype=torch.float64)
+    W[:3, :3] = _randn(3, 3, seed=3)
+    delta = torch.zeros(8, 8, dtype=torch.float64)
+    delta[3:, 3:] = _random_rank_k(5, 5, 2, seed=4)
+    assert lowrank.projected_norm(W, delta, 2) < 1e-12
+    with pytest.raises(ValueError, match="orthogonal"):
+        lowrank.amplification_factor(delta, W, 2)
+    # tilt the update slightly towards W's space: the factor is large but finite
+    tilted = delta + 1e-2 * _randn(8, 1, seed=7) @ _randn(1, 8, seed=8)  # reaches into every coordinate
+    assert 10 < lowrank.amplification_factor(tilted, W, 2) < 1e6
+
+
+def test_amplification_matches_the_definition_on_random_matrices():
+    W, delta, r = _randn(9, 7, seed=5), _random_rank_k(9, 7, 3, seed=6), 3
+    U, _, Vh = torch.linalg.svd(delta)
+    by_hand = torch.linalg.matrix_norm(delta) / torch.linalg.matrix_norm(U[:, :r].T @ W @ Vh[:r].T)
+    assert math.isclose(lowrank.amplification_factor(delta, W, r), float(by_hand), rel_tol=1e-10)
+    # a scaled update is amplified by the same scale; a scaled weight divides it
+    assert math.isclose(lowrank.amplification_factor(4 * delta, W, r), 4 * float(by_hand), rel_tol=1e-10)
+    assert math.isclose(lowrank.amplification_factor(delta, 2 * W, r), float(by_hand) / 2, rel_tol=1e-10)

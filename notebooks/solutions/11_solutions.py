@@ -1,0 +1,31 @@
+"""Reference answers for the exercises of notebooks/11_why_low_rank.ipynb (try them yourself first)."""
+
+import torch
+
+# 11.1: for random subspaces of R^k, E ||U_i^T U_j||_F^2 = i * j / k, so phi = max(i, j) / k = 64 / 576 ~ 0.11.
+# Measured: phi of two random Gaussian matrices lands near it (a few hundredths either side).
+g = torch.Generator().manual_seed(0)
+A, B = torch.randn(4, 576, generator=g), torch.randn(64, 576, generator=g)
+U_A = torch.linalg.svd(A.double(), full_matrices=False).Vh[:4].T  # (576, 4): right singular vectors
+U_B = torch.linalg.svd(B.double(), full_matrices=False).Vh[:64].T  # (576, 64)
+random_phi = float((U_A.T @ U_B).pow(2).sum() / 4)
+
+# 11.2: W_q and W_v at r = 4 train 4 * (1152 + 768) = 7,680 numbers per layer; W_q alone trains 1152 per unit of
+# rank, so r = 7680 / 1152 = 6.67, rounded to 7 (the paper's Table 5 used 8 for W_q against 4 for W_q, W_v, on
+# GPT-3 where W_q and W_v have the same shape).
+budget_rank = round(4 * (1152 + 768) / 1152)
+
+
+# 11.3: the amplification factor of LoRA's appendix H.4.
+def amplification(delta_w, weight, r):
+    U, _, Vh = torch.linalg.svd(delta_w, full_matrices=False)
+    inside = U[:, :r].T @ weight @ Vh[:r].T  # (r, r): W seen through delta W's top-r directions
+    return torch.linalg.matrix_norm(delta_w) / torch.linalg.matrix_norm(inside)
+
+
+if __name__ == "__main__":
+    from lora_edu import exercises
+
+    exercises.check_random_phi(random_phi)
+    exercises.check_budget_rank(budget_rank)
+    exercises.check_amplification(amplification)
