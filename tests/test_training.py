@@ -297,3 +297,12 @@ def test_evaluate_bad_input(tok, monkeypatch):
     monkeypatch.setattr(evaluate_module, "generate_answers", lambda *a, **k: ["x"])
     with pytest.raises(ValueError, match="no 'fields' dict"):
         evaluate(None, tok, [{"prompt": "p", "target": "t", "task": "format"}])
+
+
+def test_training_in_bf16_on_a_t4_is_refused_before_anything_moves(tok, fmt, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))  # a T4, faked
+    model = inject_lora(tiny_llama(vocab_size=len(tok)), LoraConfig(r=2, target_modules=ALL_LINEAR))
+    bf16 = Precision("cuda", torch.bfloat16, torch.bfloat16, False, "asked for bf16")
+    with pytest.raises(ValueError, match="without bf16 hardware"):
+        train(model, tok, fmt[:4], steps=1, batch_size=2, precision=bf16, device="cuda", progress=False)
+    assert all(p.device.type == "cpu" for p in model.parameters())
