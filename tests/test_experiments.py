@@ -202,3 +202,25 @@ def test_model_choice_offline_and_without_gpu(monkeypatch, tmp_path):
         experiments.check_model_available(experiments.LARGER_MODEL, "cpu")
     experiments.check_model_available(experiments.LARGER_MODEL, "cuda")  # a GPU and a source: fine
     experiments.check_model_available(DEFAULT_MODEL, "cpu")  # the default runs anywhere
+
+
+def test_an_interrupted_rank_sweep_keeps_its_finished_rows_and_resumes(loader, monkeypatch):
+    templates = {"format": RunConfig(**{**TINY, "steps": 1})}
+    real, started = experiments.run_config, []
+
+    def stop_at_the_third(cfg, **kw):
+        started.append((cfg.r, cfg.seed))
+        if len(started) == 3:
+            raise KeyboardInterrupt  # the learner presses stop during the third run
+        return real(cfg, **kw)
+
+    monkeypatch.setattr(experiments, "run_config", stop_at_the_third)
+    rows, lines = [], []
+    with pytest.raises(KeyboardInterrupt):
+        experiments.rank_sweep(templates, ranks=[1, 2], seeds=[0, 1], rows=rows, log=lines.append, loader=loader)
+    assert [(r["r"], r["seed"]) for r in rows] == [(1, 0), (2, 0)]  # the two finished runs survive
+    assert "stopped after 2 of 4 runs" in lines[-1] and "rows=" in lines[-1]
+    monkeypatch.setattr(experiments, "run_config", real)
+    again = experiments.rank_sweep(templates, ranks=[1, 2], seeds=[0, 1], rows=rows, log=lines.append, loader=loader)
+    assert again is rows and [(r["r"], r["seed"]) for r in rows] == [(1, 0), (2, 0), (1, 1), (2, 1)]
+    assert len({r["answer_loss_before"] for r in rows}) == 1  # the base measured once, before the stop

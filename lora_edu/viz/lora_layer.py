@@ -22,7 +22,7 @@ def plot_init_distributions(samples: dict, bound: float | None = None, bins: int
         if ax is None:
             _, ax = plt.subplots(figsize=(11, 3.8))
         for label, values in samples.items():
-            values = torch.as_tensor(values).detach().flatten().double()
+            values = torch.as_tensor(values).detach().cpu().flatten().double()  # matplotlib reads host memory
             ax.hist(values.numpy(), bins=bins, density=True, histtype="stepfilled", alpha=0.5,
                     label=f"{label}: std {values.std():.3g}")
         if bound is not None:
@@ -96,7 +96,7 @@ def plot_output_change(h, delta_h, title: str = "", max_points: int = 4000, seed
     """
     import torch
 
-    h, delta_h = torch.as_tensor(h).detach().flatten(0, -2), torch.as_tensor(delta_h).detach().flatten(0, -2)
+    h, delta_h = torch.as_tensor(h).detach().cpu().flatten(0, -2), torch.as_tensor(delta_h).detach().cpu().flatten(0, -2)
     if h.shape != delta_h.shape:
         raise ValueError(f"h and delta_h must have the same shape (tokens, out); got {tuple(h.shape)} and "
                          f"{tuple(delta_h.shape)}. Pass base_layer(x) and the LoRA path's output, same x.")
@@ -149,7 +149,7 @@ def plot_loss_curves(curves: dict, floors: dict | None = None, ax=None,
         if ax is None:
             _, ax = plt.subplots(figsize=(8, 4))
         for label, losses in curves.items():
-            y = torch.as_tensor(losses).double().clamp_min(1e-12)
+            y = torch.as_tensor(losses).detach().cpu().double().clamp_min(1e-12)
             (line,) = ax.semilogy(range(len(y)), y, label=label, **(styles or {}).get(label, {}))
             floor = (floors or {}).get(label)
             if floor:  # a zero floor cannot be drawn on a log axis
@@ -177,9 +177,9 @@ def plot_singular_values(planted, learned: dict, n: int | None = None, ax=None,
     """
     import torch
 
-    planted = torch.as_tensor(planted).double()
-    spectra = {label: (torch.linalg.svdvals(torch.as_tensor(M).double()) if torch.as_tensor(M).ndim == 2
-                       else torch.as_tensor(M).double()) for label, M in learned.items()}
+    planted = torch.as_tensor(planted).detach().cpu().double()
+    learned = {label: torch.as_tensor(M).detach().cpu().double() for label, M in learned.items()}
+    spectra = {label: torch.linalg.svdvals(M) if M.ndim == 2 else M for label, M in learned.items()}
     n = n or max(len(planted) + 2, 6)
     width = 0.8 / (1 + len(spectra))
     idx = torch.arange(1, n + 1, dtype=torch.float64)

@@ -23,7 +23,7 @@ def plot_spectra(spectra: dict, normalize: bool = True, ax=None, title: str = "S
         if ax is None:
             _, ax = plt.subplots(figsize=(7, 4))
         for label, S in spectra.items():
-            S = torch.as_tensor(S).double()
+            S = torch.as_tensor(S).detach().cpu().double()
             y = S / S.norm() if normalize else S
             ax.semilogy(range(1, len(y) + 1), y.clamp_min(1e-12), label=label)
         ax.set_xlabel("index i (sorted, largest first)")
@@ -100,7 +100,7 @@ def plot_energy(spectra: dict, ax=None, fraction: float = 0.9, title: str = "Ene
         if ax is None:
             _, ax = plt.subplots(figsize=(7, 4))
         for label, S in spectra.items():
-            sq = torch.as_tensor(S).double() ** 2
+            sq = torch.as_tensor(S).detach().cpu().double() ** 2
             ax.plot(range(1, len(sq) + 1), torch.cumsum(sq, 0) / sq.sum(), label=label)
         ax.axhline(fraction, color="gray", ls=":", label=f"{fraction:.0%} of the energy")
         ax.set_xlabel("k (number of singular values kept)")
@@ -117,9 +117,12 @@ def plot_similarity_grids(grids: dict, side: str = "right"):
     Entry (i, j) is phi(A, B, i, j): 1 (yellow) when the top-i directions of A lie in the top-j of B,
     0 (dark) when they are orthogonal.
     """
+    import torch
+
     with style():
         fig, axes = plt.subplots(1, len(grids), figsize=(4.2 * len(grids) + 1, 4), squeeze=False)
         for ax, (title, grid) in zip(axes[0], grids.items(), strict=True):
+            grid = torch.as_tensor(grid).detach().cpu()  # matplotlib reads host memory
             p, q = grid.shape
             im = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", origin="lower",
                            extent=(0.5, q + 0.5, 0.5, p + 0.5))

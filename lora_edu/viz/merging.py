@@ -57,8 +57,8 @@ def plot_merge_rounding(weight, delta, dtypes=None, ax=None, bins: int = 120,
     from ..merging import merge_rounding, spacing
 
     dtypes = (torch.bfloat16, torch.float32) if dtypes is None else tuple(dtypes)
-    delta = torch.as_tensor(delta).detach().float()
-    weight = torch.as_tensor(weight).detach()
+    delta = torch.as_tensor(delta).detach().cpu().float()
+    weight = torch.as_tensor(weight).detach().cpu()
     if weight.shape != delta.shape:
         raise ValueError(f"weight {tuple(weight.shape)} and delta {tuple(delta.shape)} differ in shape. "
                          "Fix: pass a layer's weight and its layer.get_delta_weight().")

@@ -19,7 +19,7 @@ def plot_weight_histogram(weight, name: str = "weight", ax=None, bins: int = 201
     """
     import torch
 
-    w = torch.as_tensor(weight).detach().float().reshape(-1)
+    w = torch.as_tensor(weight).detach().cpu().float().reshape(-1)  # matplotlib reads host memory
     if w.numel() == 0:
         raise ValueError("weight is empty; nothing to draw. Fix: pass a layer's weight, e.g. layer.weight.")
     absmax, std, median = float(w.abs().max()), float(w.std()), float(w.abs().median())
@@ -48,7 +48,7 @@ def plot_code_values(codes: dict, sample=None, title: str = "The 16 values of ea
 
     rows = {}
     for label, values in codes.items():
-        v = torch.as_tensor(values).detach().double().reshape(-1)
+        v = torch.as_tensor(values).detach().cpu().double().reshape(-1)
         if v.numel() < 2 or not torch.isfinite(v).all():
             raise ValueError(f"codes[{label!r}] must hold at least 2 finite values, got {v.tolist()}. "
                              "Fix: pass the table, e.g. quant.nf4_code() (drop an infinite end first).")
@@ -60,7 +60,7 @@ def plot_code_values(codes: dict, sample=None, title: str = "The 16 values of ea
                                  squeeze=False)
         axes = axes[:, 0]
         if sample is not None:
-            s = torch.as_tensor(sample).detach().float().reshape(-1).numpy()
+            s = torch.as_tensor(sample).detach().cpu().float().reshape(-1).numpy()
             axes[0].hist(s, bins=161, range=(-1, 1), color="0.6")
             axes[0].set_ylabel("weights")
             axes[0].set_title(title)

@@ -133,7 +133,7 @@ ERRORS_JS = """
 const bad = [];
 document.querySelectorAll('.jp-OutputArea-output').forEach(o => {
   const t = o.textContent || '';
-  if (o.getAttribute('data-mime-type') === 'application/vnd.jupyter.stderr' && /Traceback|Error:/.test(t)) bad.push(t.slice(0, 300));
+  if (o.getAttribute('data-mime-type') === 'application/vnd.jupyter.stderr' && /Traceback|Error:/.test(t)) bad.push(t.slice(-1500));
   if (/Error displaying widget|Error rendering|A Jupyter widget could not be displayed/.test(t)) bad.push(t.slice(0, 300));
 });
 return bad;
@@ -211,8 +211,9 @@ def test_every_slider_redraws_its_figure(notebook_session, browser, name):
                 control.send_keys(Keys.ARROW_LEFT)
             else:
                 control.click()
-            _wait(lambda c=cell, b=before: (browser.execute_script(FIGURE_JS, c) or b) != b, REDRAW_TIMEOUT,
-                  f"a slider of {name} to redraw its figure", browser)
+            _wait(lambda c=cell, b=before: (browser.execute_script(FIGURE_JS, c) or b) != b
+                  or browser.execute_script(ERRORS_JS), REDRAW_TIMEOUT, f"a slider of {name} to redraw", browser)
+            assert browser.execute_script(ERRORS_JS) == [], f"{name}: moving a slider raised"
             moved += 1
     assert moved, f"{name}: no slider could be moved"
     assert browser.execute_script(ERRORS_JS) == [], f"{name}: errors after moving the sliders"

@@ -1,0 +1,25 @@
+"""benchmarks/gpu_check.py (make gpu-check) on a machine without a GPU: it says so and what to do, and runs nothing.
+
+The GPU run itself cannot happen here (these machines have no GPU); this checks only that the script starts,
+finds no GPU, and exits with status 2 and the series' "how to get a GPU" message.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU: run `make gpu-check` itself")
+def test_gpu_check_without_a_gpu_says_how_to_get_one(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--out", str(tmp_path)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 2, done.stderr
+    assert "make gpu-check needs a CUDA GPU" in done.stderr and "T4 GPU" in done.stderr
+    assert not any(tmp_path.iterdir())  # nothing ran, nothing written
