@@ -154,6 +154,16 @@ def _load_local(path: Path):
             hf_logging.enable_progress_bar()
 
 
+def _load_folder(path: Path):
+    """A folder the user names (``--model ./my-model``): transformers' files, not our manifest-checked cache."""
+    missing = [f for f in ("config.json", "tokenizer_config.json") if not (path / f).is_file()]
+    if missing:
+        raise ValueError(f"The model folder {path} lacks {missing}; it must hold a transformers model and its "
+                         "tokenizer. To fix: write both there with model.save_pretrained(path) and "
+                         "tokenizer.save_pretrained(path), or pass a hub name such as " + repr(DEFAULT_MODEL))
+    return _load_local(path)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Source 2: the Hugging Face hub.
 
@@ -211,16 +221,21 @@ def load_model(name: str = DEFAULT_MODEL, *, dtype: torch.dtype = torch.float32,
                device: torch.device | str | None = None, verbose: bool = True):
     """Return ``(model, tokenizer)`` for ``name`` from the first source that has it (see module docstring).
 
-    The model comes back in eval mode, in ``dtype``, on ``device`` (CPU by default); ``model.loaded_from``
-    says where it came from.
+    ``name`` may also be a local folder holding a transformers model and its tokenizer (what
+    ``save_pretrained`` writes), as for ``from_pretrained``. The model comes back in eval mode, in ``dtype``, on
+    ``device`` (CPU by default); ``model.loaded_from`` says where it came from.
     """
-    _check_name(name)
     say = print if verbose else (lambda *a, **k: None)
-    cached = cache_dir_for(name)
     model = tokenizer = None
     source = ""
+    if isinstance(name, (str, os.PathLike)) and Path(name).is_dir():
+        model, tokenizer = _load_folder(Path(name))
+        name, source = str(name), f"local folder {name}"
+    else:
+        _check_name(name)
+    cached = cache_dir_for(name)
 
-    if cached.exists():
+    if model is None and cached.exists():
         problem = verify_cache(cached)
         if problem is None:
             model, tokenizer = _load_local(cached)
@@ -258,6 +273,8 @@ def load_model(name: str = DEFAULT_MODEL, *, dtype: torch.dtype = torch.float32,
 def check_source(name: str = DEFAULT_MODEL) -> None:
     """Raise ``ModelSourceError`` (saying what to do) unless ``load_model(name)`` has a source: a valid cache,
     the hub, or the offline package. Loads nothing, so a notebook can ask before a long run starts."""
+    if isinstance(name, (str, os.PathLike)) and Path(name).is_dir():
+        return  # a local folder: load_model says what it lacks, if anything
     _check_name(name)
     cached = cache_dir_for(name)
     if not ((cached.exists() and verify_cache(cached) is None) or gguf_path(name) or hub_reachable()):
