@@ -294,6 +294,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["--"]:  # torchrun ... -m lora_edu.cli -- finetune ...: some Pythons pass the "--" on
+        argv = argv[1:]
     parser = build_parser()
     args = parser.parse_args(argv)
     start = time.perf_counter()
