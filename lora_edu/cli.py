@@ -187,7 +187,8 @@ def launch_finetune(args, parser) -> int:
 
     with ExitStack() as stack:
         try:  # a bad launch is bad input: the same usage error, exit 2, on every rank
-            distributed.check_global_batch(args.batch_size, distributed.world_size_from_env())
+            if distributed.launched() and args.batch_size >= 1:  # below 1: check_arguments says so
+                distributed.check_global_batch(args.batch_size, distributed.world_size_from_env())
             world = distributed.init_world(args.backend, args.dist_timeout)
             if world is None or world.is_main:
                 stack.enter_context(distributed.claim_output_dir(args.output_dir))

@@ -228,7 +228,7 @@ def load_model(name: str = DEFAULT_MODEL, *, dtype: torch.dtype = torch.float32,
     say = print if verbose else (lambda *a, **k: None)
     model = tokenizer = None
     source = ""
-    if isinstance(name, (str, os.PathLike)) and Path(name).is_dir():
+    if isinstance(name, (str, os.PathLike)) and str(name) and Path(name).is_dir():
         model, tokenizer = _load_folder(Path(name))
         name, source = str(name), f"local folder {name}"
     else:
@@ -273,7 +273,7 @@ def load_model(name: str = DEFAULT_MODEL, *, dtype: torch.dtype = torch.float32,
 def check_source(name: str = DEFAULT_MODEL) -> None:
     """Raise ``ModelSourceError`` (saying what to do) unless ``load_model(name)`` has a source: a valid cache,
     the hub, or the offline package. Loads nothing, so a notebook can ask before a long run starts."""
-    if isinstance(name, (str, os.PathLike)) and Path(name).is_dir():
+    if isinstance(name, (str, os.PathLike)) and str(name) and Path(name).is_dir():
         return  # a local folder: load_model says what it lacks, if anything
     _check_name(name)
     cached = cache_dir_for(name)

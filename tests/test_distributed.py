@@ -65,16 +65,23 @@ def tiny_folder(tmp_path_factory):
     return path
 
 
-def torchrun(tmp_path, args, nproc=2, timeout=150, **env):
-    """Run `torchrun --standalone --nproc_per_node=nproc launcher.py -- args`; (result, log folder, seconds)."""
+LAUNCHERS = {  # the same launcher underneath: accelerate's --multi_gpu starts torch.distributed.run's agent
+    "torchrun": [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"],
+    "accelerate": [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes=2",
+                   "--num_machines=1", "--mixed_precision=no", "--dynamo_backend=no"],
+}
+
+
+def torchrun(tmp_path, args, launcher="torchrun", timeout=150, **env):
+    """Run `torchrun --standalone --nproc_per_node=2 launcher.py -- args` (or accelerate launch); returns
+    (result, log folder, seconds)."""
     log = tmp_path / "log"
     log.mkdir()
-    launcher = tmp_path / "launcher.py"
-    launcher.write_text(LAUNCHER)
+    script = tmp_path / "launcher.py"
+    script.write_text(LAUNCHER)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TEST_LOG": str(log), **env,
            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           str(launcher), "--", *args]
+    cmd = [*LAUNCHERS[launcher], str(script), "--", *args]
     start = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=tmp_path)
     return done, log, time.perf_counter() - start
@@ -96,11 +103,18 @@ def assert_all_ranks_gone(log, nproc=2):
     assert not any(alive(p) for p in pids), f"rank processes {pids} still running"
 
 
-def test_two_processes_give_the_loss_curve_and_adapter_of_one(tiny_folder, tmp_path, capsys):
-    one, two = tmp_path / "one", tmp_path / "two"
+@pytest.fixture(scope="module")
+def one_process(tiny_folder, tmp_path_factory):
+    """The reference: the same run on one process, no launcher."""
+    one = tmp_path_factory.mktemp("one-process") / "one"
     assert cli.main([*RUN, "--model", str(tiny_folder), "--output-dir", str(one)]) == 0
-    capsys.readouterr()
-    done, log, _ = torchrun(tmp_path, [*RUN, "--model", str(tiny_folder), "--output-dir", str(two)])
+    return one
+
+
+@pytest.mark.parametrize("launcher", ["torchrun", "accelerate"])
+def test_two_processes_give_the_loss_curve_and_adapter_of_one(launcher, one_process, tiny_folder, tmp_path):
+    one, two = one_process, tmp_path / "two"
+    done, log, _ = torchrun(tmp_path, [*RUN, "--model", str(tiny_folder), "--output-dir", str(two)], launcher)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "rank 1 of 2 (gloo, cpu): global batch 4 = 2 x 2" in done.stdout
     m1, m2 = (json.loads((d / "metrics.json").read_text()) for d in (one, two))
