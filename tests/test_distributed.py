@@ -235,3 +235,32 @@ def test_single_process_needs_no_launcher(monkeypatch):
     with pytest.raises(ValueError, match="backend must be one of"):
         distributed.resolve_backend("mpi")
     assert distributed.resolve_backend("auto") in ("gloo", "nccl")
+
+
+# --- the road further (README "Scaling out"): TRL's SFTTrainer takes our adapter through PEFT -------------------
+def test_our_adapter_continues_training_in_peft(one_process, tiny_folder, tmp_path):
+    """What SFTTrainer(model=PeftModel.from_pretrained(base, ours, is_trainable=True)) relies on: PEFT loads our
+    adapter as trainable, gives our loss, trains only A and B, and what it saves loads back into lora_edu."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from lora_edu import load_adapter, lora_layers
+    from lora_edu.chat import build_example, collate, pad_token_id
+    from lora_edu.data import load_task
+
+    tok = load_model(verbose=False)[1]
+    batch = collate([build_example(tok, ex["prompt"], ex["target"]) for ex in load_task("format", "train")[:2]],
+                    pad_token_id(tok))
+    theirs = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_folder), one_process,
+                                       is_trainable=True)
+    ours = load_adapter(AutoModelForCausalLM.from_pretrained(tiny_folder), one_process).eval()
+    loss = theirs(**batch).loss
+    torch.testing.assert_close(loss, ours(**batch).loss, atol=1e-6, rtol=1e-6)
+    trainable = [n for n, p in theirs.named_parameters() if p.requires_grad]
+    assert len(trainable) == 2 * 7 * 2 and all("lora_A" in n or "lora_B" in n for n in trainable)
+    loss.backward()
+    torch.optim.AdamW([p for p in theirs.parameters() if p.requires_grad], lr=1e-2).step()
+    theirs.save_pretrained(tmp_path / "continued")
+    again = load_adapter(AutoModelForCausalLM.from_pretrained(tiny_folder), tmp_path / "continued").eval()
+    assert len(list(lora_layers(again))) == 14
+    assert again(**batch).loss < ours(**batch).loss  # one more step on these two examples lowered their loss
