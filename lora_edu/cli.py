@@ -13,6 +13,10 @@ Exit codes: 0 done; 2 bad input (an argparse error, with the problem and the fix
 (the adapter from the last good step is still written, and metrics.json says what happened) or the GPU ran out
 of memory (nothing written; the message says which --batch-size to try); 130 interrupted with Ctrl-C (nothing
 written).
+
+Under ``torchrun --nproc_per_node=N -m lora_edu.cli -- finetune ...`` (or ``accelerate launch --multi_gpu``)
+every rank trains its slice of each global batch with DDP, and rank 0 alone evaluates and writes
+(``lora_edu.distributed``; README "Scaling out").
 """
 
 from __future__ import annotations

@@ -191,8 +191,8 @@ def barrier(world: World | None, where: str) -> None:
     try:
         if world.backend == "gloo":  # monitored_barrier names the rank that did not arrive (gloo only)
             dist.monitored_barrier(timeout=timedelta(seconds=world.timeout_s))
-        else:
-            dist.barrier()
+        else:  # nccl: name this rank's GPU, so the barrier does not have to guess it
+            dist.barrier(device_ids=[world.device.index])
     except RuntimeError as e:
         raise DistributedError(f"rank {world.rank} of {world.world_size} waited {world.timeout_s:g} s at "
                                f"'{where}' and another rank never arrived (it is stuck or has died): {e}. "

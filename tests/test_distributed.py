@@ -26,7 +26,10 @@ REPO = Path(__file__).resolve().parent.parent  # the ranks import this checkout'
 
 RUN = ["finetune", "--task", "format", "--steps", "4", "--batch-size", "4", "--warmup-steps", "0",
        "--eval-examples", "2", "--max-new-tokens", "3", "--r", "2", "--alpha", "4", "--lr", "1e-2"]
-LOSS_TOL, ADAPTER_TOL = 1e-5, 1e-6  # measured: 1e-6 and 6e-8 apart (the all-reduce sums in another order)
+# Measured: losses 1e-6 apart, adapters 4e-8 apart relative to their norm (the sums run in another order).
+# Relative, not per element: Adam divides by sqrt(v), so an element whose gradient is near 0 can move by up to
+# 2 lr on rounding alone (2e-4 on SmolLM2 in notebook 08). Averaging per-rank means instead gives 5e-3.
+LOSS_TOL, ADAPTER_TOL = 1e-5, 1e-5
 
 LAUNCHER = textwrap.dedent('''
     import os, sys, time
@@ -124,9 +127,9 @@ def test_two_processes_give_the_loss_curve_and_adapter_of_one(launcher, one_proc
     assert m1["train"]["loss"][0] != m1["train"]["loss"][-1]  # it trained: the comparison is not of constants
     a1, a2 = (load_file(d / "adapter_model.safetensors") for d in (one, two))
     assert sorted(a1) == sorted(a2) and len(a1) == 2 * 7 * 2  # 2 layers x 7 linears x (A, B)
-    for key in a1:
-        torch.testing.assert_close(a2[key], a1[key], atol=ADAPTER_TOL, rtol=0)
-    assert max(a1[k].abs().max() for k in a1 if "lora_B" in k) > 100 * ADAPTER_TOL  # B moved away from 0
+    gap = sum(((a1[k] - a2[k]) ** 2).sum() for k in a1).sqrt() / sum((a1[k] ** 2).sum() for k in a1).sqrt()
+    assert gap < ADAPTER_TOL, gap
+    assert max(a1[k].abs().max() for k in a1 if "lora_B" in k) > 1e-3  # B moved away from 0: it trained
     assert m2["after"]["n"] == 2 and m2["before"]["n"] == 2  # rank 0 evaluated
     # only rank 0 wrote, once; nothing else was left beside the output folder (no lock, no staging)
     assert sorted(p.name for p in log.iterdir() if p.name.startswith("wrote")) == ["wrote.0"]
