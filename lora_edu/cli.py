@@ -13,6 +13,10 @@ Exit codes: 0 done; 2 bad input (an argparse error, with the problem and the fix
 (the adapter from the last good step is still written, and metrics.json says what happened) or the GPU ran out
 of memory (nothing written; the message says which --batch-size to try); 130 interrupted with Ctrl-C (nothing
 written).
+
+Under ``torchrun --nproc_per_node=N -m lora_edu.cli -- finetune ...`` (or ``accelerate launch --multi_gpu``)
+every rank trains its slice of each global batch with DDP, and rank 0 alone evaluates and writes
+(``lora_edu.distributed``; README "Scaling out").
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from pathlib import Path
 
 from .config import check_lora_hyperparameters
 from .data import FORMAT_KEYS, TASKS, load_task
+from .distributed import BACKENDS, DEFAULT_TIMEOUT_S, launched
 
 DEFAULTS = {"r": 8, "alpha": 16.0, "target_modules": "all-linear", "steps": 40, "batch_size": 8, "lr": 1e-3,
             "warmup_steps": 4, "seed": 0, "eval_examples": 40, "max_new_tokens": 40}
@@ -80,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     opt = ft.add_argument_group("training")
     opt.add_argument("--steps", type=int, default=DEFAULTS["steps"], help="optimizer steps (default: %(default)s)")
     opt.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"],
-                     help="examples per step, also per generation batch (default: %(default)s)")
+                     help="examples per optimizer step, also per generation batch; under torchrun this is "
+                          "the global batch, split evenly across the processes (default: %(default)s)")
     opt.add_argument("--lr", type=float, default=DEFAULTS["lr"], help="peak learning rate of AdamW "
                      "(default: %(default)s), reached after the warmup, then falling linearly")
     opt.add_argument("--warmup-steps", type=int, default=DEFAULTS["warmup_steps"],
@@ -95,10 +101,18 @@ def build_parser() -> argparse.ArgumentParser:
                     help="generation limit per answer; format answers are about 30 tokens "
                          "(default: %(default)s)")
     out = ft.add_argument_group("model")
-    out.add_argument("--model", default=DEFAULT_MODEL, help="base model (default: %(default)s)")
+    out.add_argument("--model", default=DEFAULT_MODEL, help="base model: a hub name, or a local folder holding "
+                     "a transformers model and its tokenizer (default: %(default)s)")
     out.add_argument("--merge", action="store_true",
                      help="also write the merged model (transformers' save_pretrained) into OUTPUT_DIR/merged")
-    ft.set_defaults(handler=finetune, subparser=ft)  # errors after parsing show the subcommand's usage
+    dist = ft.add_argument_group("distributed (under torchrun --nproc_per_node=N; ignored otherwise)")
+    dist.add_argument("--backend", default="auto", choices=BACKENDS,
+                      help="process-group backend: auto picks nccl on CUDA GPUs, gloo on the CPU "
+                           "(default: %(default)s)")
+    dist.add_argument("--dist-timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
+                      help="how long a rank waits for the others (rank 0 evaluates while they wait) before the "
+                           "run stops with an error (default: %(default)g)")
+    ft.set_defaults(handler=launch_finetune, subparser=ft)  # errors after parsing show the subcommand's usage
     return parser
 
 
@@ -205,12 +219,43 @@ def metrics_table(before: dict, after: dict) -> str:
     return "\n".join(lines)
 
 
-def finetune(args, parser) -> int:
+def launch_finetune(args, parser) -> int:
+    """``finetune`` on one process, or on each rank under torchrun: join the process group (gloo or nccl, with
+    a timeout), let rank 0 alone hold the output folder's lock, run, and leave the group. A rank that fails
+    says so on one line and re-raises; torchrun then stops the others and reports the first failure."""
+    from contextlib import ExitStack
+
+    from . import distributed
+
+    with ExitStack() as stack:
+        try:  # a bad launch is bad input: the same usage error, exit 2, on every rank
+            if distributed.launched() and args.batch_size >= 1:  # below 1: check_arguments says so
+                distributed.check_global_batch(args.batch_size, distributed.world_size_from_env())
+            world = distributed.init_world(args.backend, args.dist_timeout)
+            if world is None or world.is_main:
+                stack.enter_context(distributed.claim_output_dir(args.output_dir))
+        except (ValueError, distributed.DistributedError) as e:
+            parser.error(str(e))
+        if world is not None:
+            print(f"rank {world.rank} of {world.world_size} ({world.backend}, {world.device}): global batch "
+                  f"{args.batch_size} = {world.world_size} x {args.batch_size // world.world_size}", flush=True)
+        try:
+            code = finetune(args, parser, world)
+        except Exception as e:
+            if world is not None:
+                print(f"error: {distributed.failure_message(world, e)}", file=sys.stderr, flush=True)
+            raise
+    distributed.shutdown(world)
+    return code
+
+
+def finetune(args, parser, world=None) -> int:
     """Run ``lora-edu finetune`` (see the module docstring); returns the exit code.
 
     The run itself is ``lora_edu.experiments``' ``build_model`` then ``fit_and_measure`` (notebook 08 runs the
     same two through ``run_config``); this function adds the command line: exit codes and the output folder.
     """
+    from . import distributed
     from .experiments import OutOfGPUMemory, RunConfig, build_model, fit_and_measure
     from .io import publish_folder, save_adapter
     from .model import check_untied, lora_layers, merge_and_unload, trainable_parameters
@@ -232,16 +277,21 @@ def finetune(args, parser) -> int:
     print(f"{args.model}: LoRA r={args.r}, alpha={args.alpha:g} on {len(list(lora_layers(model)))} layers; "
           f"trainable {trainable:,} of {total:,} parameters ({100 * trainable / total:.3f}%)")
     try:
-        run = fit_and_measure(model, tokenizer, config, log=lambda line: print(line, flush=True), progress=True)
+        run = fit_and_measure(model, tokenizer, config, log=lambda line: print(line, flush=True), progress=True,
+                              world=world)
     except OutOfGPUMemory as e:  # nothing written: a smaller batch needs a new run anyway
         print(f"error: {e}", file=sys.stderr)
         return 1
     before, after, result, diverged, row = run.before, run.after, run.train, run.diverged, run.row
     if diverged:
         print(f"error: training diverged: {diverged}", file=sys.stderr)
+    if world is not None and not world.is_main:  # rank 0 writes; wait for it, so torchrun ends all together
+        distributed.barrier(world, "rank 0 writing the output folder")
+        return 1 if diverged else 0
     test_set = load_task(args.task, "test")[:args.eval_examples]
     history = result.history
     metrics = {"task": args.task, "model": args.model,
+               "world_size": 1 if world is None else world.world_size,
                "arguments": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
                              if k not in ("handler", "subparser", "command", "output_dir", "overwrite")},
                "trainable_params": trainable, "total_params": total,
@@ -269,6 +319,7 @@ def finetune(args, parser) -> int:
         publish_folder(staging, out)  # renames only; an old output folder comes back if the swap fails
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # gone already after a successful rename
+    distributed.barrier(world, "rank 0 writing the output folder")  # a no-op on one process
     if diverged is None:
         print(f"Trained {args.steps} steps in {result.train_time_s:.1f} s "
               f"({result.wall_time_s:.1f} s with evaluation); final loss {history[-1]['loss']:.4f}")
@@ -280,6 +331,17 @@ def finetune(args, parser) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if launched():  # under torchrun: @record puts the failing rank's traceback into torchrun's summary
+        from torch.distributed.elastic.multiprocessing.errors import record
+
+        return record(_main)(argv)
+    return _main(argv)
+
+
+def _main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["--"]:  # torchrun ... -m lora_edu.cli -- finetune ...: some Pythons pass the "--" on
+        argv = argv[1:]
     parser = build_parser()
     args = parser.parse_args(argv)
     start = time.perf_counter()

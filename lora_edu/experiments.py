@@ -171,11 +171,13 @@ def build_model(cfg: RunConfig, device=None, precision: Precision | None = None,
 
 
 def fit_and_measure(model, tokenizer, cfg: RunConfig, precision: Precision | None = None, log=print,
-                    progress: bool = False) -> RunResult:
+                    progress: bool = False, world=None) -> RunResult:
     """Measure before (if ``cfg.measure_before``), train, measure after, on the first ``cfg.eval_examples``
     test examples: exact match (greedy generation) and answer loss (``validation_loss``: cross-entropy per
-    answer token). A diverged run has no "after"; out of GPU memory raises ``OutOfGPUMemory``."""
+    answer token). A diverged run has no "after"; out of GPU memory raises ``OutOfGPUMemory``. Under
+    torchrun (``world``, a ``distributed.World``) every rank trains and rank 0 alone measures."""
     from . import training as train_module
+    from .distributed import barrier
     from .evaluation import evaluate
     from .model import trainable_parameters
     from .qlora import NF4Linear
@@ -184,6 +186,8 @@ def fit_and_measure(model, tokenizer, cfg: RunConfig, precision: Precision | Non
     precision = precision or precision_policy(device)
     train_module._check_arguments(model, cfg.steps, cfg.batch_size, cfg.lr, cfg.warmup_steps, "linear", 1.0, None)
     test_set = task_split(cfg, "test")[:cfg.eval_examples]
+    if world is not None and not world.is_main:
+        test_set = []  # rank 0 measures; the other ranks wait for it at the barriers
     out = RunResult(cfg, row={})
     loss = {}
 
@@ -196,13 +200,16 @@ def fit_and_measure(model, tokenizer, cfg: RunConfig, precision: Precision | Non
     out_of_memory = False
     try:  # B = 0 at the start, so the model with its new adapter *is* the base model: this measures the base
         out.before = measure("before") if test_set and cfg.measure_before else None
+        barrier(world, "evaluation before training")
         try:
             out.train = train_module.train(model, tokenizer, task_split(cfg, "train"), steps=cfg.steps,
                                            batch_size=cfg.batch_size, lr=cfg.lr, warmup_steps=cfg.warmup_steps,
-                                           seed=cfg.seed, precision=precision, device=device, progress=progress)
+                                           seed=cfg.seed, precision=precision, device=device, progress=progress,
+                                           world=world)
         except train_module.TrainingDiverged as e:
             out.diverged, out.train = str(e), e.result
         out.after = measure("after") if test_set and out.diverged is None else None
+        barrier(world, "evaluation after training")
     except torch.OutOfMemoryError:
         out_of_memory = True
     if out_of_memory:  # raised here, outside the except block, so no traceback keeps the full GPU alive

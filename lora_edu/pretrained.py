@@ -71,6 +71,16 @@ def _load_local(path: Path):
             hf_logging.enable_progress_bar()
 
 
+def _load_folder(path: Path):
+    """A folder the user names (``--model ./my-model``): transformers' files, not our manifest-checked cache."""
+    missing = [f for f in ("config.json", "tokenizer_config.json") if not (path / f).is_file()]
+    if missing:
+        raise ValueError(f"The model folder {path} lacks {missing}; it must hold a transformers model and its "
+                         "tokenizer. To fix: write both there with model.save_pretrained(path) and "
+                         "tokenizer.save_pretrained(path), or pass a hub name such as " + repr(DEFAULT_MODEL))
+    return _load_local(path)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Source 2: the Hugging Face hub.
 
@@ -161,13 +171,29 @@ def load_model(name: str = DEFAULT_MODEL, *, dtype: torch.dtype = torch.float32,
     """Return ``(model, tokenizer)`` for ``name`` from ``source`` (default ``LORA_EDU_SOURCE``, else ``gguf``;
     see the module docstring).
 
+    ``name`` may also be a local folder holding a transformers model and its tokenizer (what
+    ``save_pretrained`` writes), as for ``from_pretrained``; ``source`` does not apply to it.
     The model comes back in eval mode, in ``dtype``, on ``device`` (CPU by default); ``model.loaded_from``
     says where it came from. Moving it to the GPU is the last step, so running out of memory there leaves
     nothing half-moved behind: the error says how to free memory.
     """
-    _check_name(name)
     say = print if verbose else (lambda *a, **k: None)
-    source = _check_source_choice(source)
+    if _is_folder(name):
+        name = str(name)
+        got = (*_load_folder(Path(name)), f"local folder {name}")
+    else:
+        _check_name(name)
+        got = _load_from_source(name, _check_source_choice(source), say)
+    model, tokenizer, loaded_from = got
+    model = _to_device(model.to(dtype=dtype).eval(), device or "cpu")
+    model.config.name_or_path = name  # not the cache folder: adapter files record the hub name, as PEFT's do
+    model.loaded_from = loaded_from
+    say(f"Loaded {name} from {loaded_from}.")
+    return model, tokenizer
+
+
+def _load_from_source(name: str, source: str, say):
+    """(model, tokenizer, loaded_from) for a model name, from the source asked for (see the module docstring)."""
     got = None
     if source == "hub-standin":
         if name != DEFAULT_MODEL:
@@ -183,15 +209,12 @@ def load_model(name: str = DEFAULT_MODEL, *, dtype: torch.dtype = torch.float32,
         if not hub_reachable():
             raise ModelSourceError(_no_source_message(name, asked_hub=source == "hub"))
         say(f"Loading {name} from the Hugging Face hub ...")
-        model, tokenizer = _load_hub(name)
-        got = (model, tokenizer, "Hugging Face hub (the original bf16 weights)")
+        got = (*_load_hub(name), "Hugging Face hub (the original bf16 weights)")
+    return got
 
-    model, tokenizer, loaded_from = got
-    model = _to_device(model.to(dtype=dtype).eval(), device or "cpu")
-    model.config.name_or_path = name  # not the cache folder: adapter files record the hub name, as PEFT's do
-    model.loaded_from = loaded_from
-    say(f"Loaded {name} from {loaded_from}.")
-    return model, tokenizer
+
+def _is_folder(name) -> bool:
+    return isinstance(name, (str, os.PathLike)) and bool(str(name)) and Path(name).is_dir()
 
 
 def _check_source_choice(source: str | None) -> str:
@@ -220,8 +243,10 @@ def _to_device(model, device):
 
 
 def check_source(name: str = DEFAULT_MODEL) -> None:
-    """Raise ``ModelSourceError`` (saying what to do) unless ``load_model(name)`` has a source. Loads
-    nothing, so a notebook can ask before a long run starts."""
+    """Raise ``ModelSourceError`` (saying what to do) unless ``load_model(name)`` has a source: a valid cache,
+    the hub, or the offline package. Loads nothing, so a notebook can ask before a long run starts."""
+    if _is_folder(name):
+        return  # a local folder: load_model says what it lacks, if anything
     _check_name(name)
     source = model_source()
     cached = cache_dir_for(name)

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from . import evaluation
 from .chat import IGNORE_INDEX, build_example, check_examples, collate, pad_token_id
+from .distributed import World, all_reduce_sum, barrier, check_global_batch, shard, wrap_model
 from .runtime import Precision, check_precision, get_device, precision_policy, seed_everything
 
 SCHEDULES = ("linear", "cosine", "constant")
@@ -80,22 +81,41 @@ def to_device(batch: dict[str, torch.Tensor], device) -> dict[str, torch.Tensor]
     return {k: v.to(device) for k, v in batch.items()}
 
 
-def training_step(model, batch, optimizer, scaler, precision: Precision, max_grad_norm: float | None):
-    """Forward, backward, clip, step. Returns (loss, grad norm before clipping); leaves the clipped grads."""
+def training_step(model, batch, optimizer, scaler, precision: Precision, max_grad_norm: float | None,
+                  world: World | None = None):
+    """Forward, backward, clip, step. Returns (loss, grad norm before clipping); leaves the clipped grads.
+
+    With a ``world`` (``model`` wrapped in DDP, ``batch`` this rank's shard) the loss returned is the mean over
+    the answer tokens of the whole global batch, and so are the gradients, as on one process.
+    """
     optimizer.zero_grad(set_to_none=True)
     with precision.autocast():
         loss = model(**batch).loss  # mean cross-entropy over the label tokens (the answers)
+    if world is not None:
+        # Each rank's loss is a mean over its own answer tokens, and DDP averages the gradients over the W
+        # ranks. Weighting rank k by W * n_k / n (its share of the n answer tokens of the global batch) makes
+        # that average the gradient of the mean over all n tokens: the single-process loss.
+        n_local = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())  # labels are shifted by one inside
+        loss_sum, n_global = all_reduce_sum([loss.item() * n_local, n_local], world)  # same on every rank
+        if not math.isfinite(loss_sum):  # every rank sees the same sum, so all of them stop together
+            return loss_sum, float("nan")
+        scaler.scale(loss * (world.world_size * n_local / n_global)).backward()  # DDP all-reduces A, B grads
+        return _clip_and_step(optimizer, scaler, max_grad_norm, loss_sum / n_global)
     if not torch.isfinite(loss):  # stop before the step: the adapter keeps its last good values
         return loss.item(), float("nan")
     scaler.scale(loss).backward()  # scaled by GradScaler on fp16; a no-op scale otherwise
+    return _clip_and_step(optimizer, scaler, max_grad_norm, loss.item())
+
+
+def _clip_and_step(optimizer, scaler, max_grad_norm: float | None, loss: float):
     scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
     params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
     norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm if max_grad_norm else float("inf"))
     if not torch.isfinite(norm) and not scaler.is_enabled():
-        return loss.item(), norm.item()  # no step: the caller stops with a clear message
+        return loss, norm.item()  # no step: the caller stops with a clear message
     scaler.step(optimizer)  # with fp16 a step with inf/NaN gradients is skipped and the scale lowered
     scaler.update()
-    return loss.item(), norm.item()
+    return loss, norm.item()
 
 
 @torch.no_grad()
@@ -181,7 +201,8 @@ def train(model, tokenizer, train_examples, *, steps: int, batch_size: int = 8, 
           warmup_steps: int = 0, schedule: str = "linear", weight_decay: float = 0.0,
           max_grad_norm: float | None = 1.0, eval_examples=None, eval_every: int | None = None,
           eval_generate: int = 0, seed: int = 0, device=None, precision: Precision | None = None,
-          optimizer: torch.optim.Optimizer | None = None, progress: bool = True) -> TrainResult:
+          optimizer: torch.optim.Optimizer | None = None, progress: bool = True,
+          world: World | None = None) -> TrainResult:
     """Fine-tune the trainable parameters of ``model`` (in place) for ``steps`` AdamW steps; see the module doc.
 
     Batches of ``batch_size`` examples are drawn from a seeded shuffle, epoch after epoch. Every ``eval_every``
@@ -196,6 +217,10 @@ def train(model, tokenizer, train_examples, *, steps: int, batch_size: int = 8, 
     ``optimizer`` replaces the default ``AdamW(trainable params, lr, weight_decay)``, for example LoRA+'s two
     learning rates (``create_loraplus_optimizer``); ``lr`` and ``weight_decay`` are then unused, and the schedule
     scales every group from its own lr. Build it from the model's trainable parameters, after ``model.to(device)``.
+
+    ``world`` (``lora_edu.distributed.init_world()`` under torchrun): data-parallel training with DDP. Every
+    rank draws the same shuffled global batches of ``batch_size`` and trains on its slice of each, so the loss
+    curve and the adapter match one process within floating-point reduction order; rank 0 alone evaluates.
     """
     params = _check_arguments(model, steps, batch_size, lr, warmup_steps, schedule, max_grad_norm, eval_every)
     if optimizer is not None:
@@ -203,6 +228,9 @@ def train(model, tokenizer, train_examples, *, steps: int, batch_size: int = 8, 
     check_examples(train_examples, "train_examples")
     if eval_examples is not None:
         check_examples(eval_examples, "eval_examples")
+    if world is not None:
+        check_global_batch(batch_size, world.world_size)
+        device = world.device  # cpu on gloo, this rank's GPU on nccl
     if device is None:  # a given precision names its device type; else CUDA when present
         device = torch.device(precision.device_type) if precision is not None else get_device()
     device = torch.device(device)
@@ -241,19 +269,21 @@ def train(model, tokenizer, train_examples, *, steps: int, batch_size: int = 8, 
     # divergence goes back there. Two copies of the trainable parameters (small for LoRA), swapped each step.
     before_step = [torch.empty_like(p) for p in params]
     last_good = [p.detach().clone() for p in params]
+    net = model if world is None else wrap_model(model, world)  # DDP: forward and backward go through net
     model.train()
-    bar = tqdm(range(steps), desc="training", disable=not progress)
+    bar = tqdm(range(steps), desc="training", disable=not progress or (world is not None and not world.is_main))
     for step in bar:
         if len(order) < batch_size:  # a fresh shuffle of the whole set for every epoch
             order += torch.randperm(len(features), generator=generator).tolist()
         chosen, order = order[:batch_size], order[batch_size:]
-        batch = to_device(collate([features[i] for i in chosen], pad), device)
+        mine = shard(chosen, world)  # this rank's slice of the global batch (all of it on one process)
+        batch = to_device(collate([features[i] for i in mine], pad), device)
         t0 = time.perf_counter()
         current_lr = optimizer.param_groups[0]["lr"]
         with torch.no_grad():
             for saved, p in zip(before_step, params, strict=True):
                 saved.copy_(p)
-        loss, norm = training_step(model, batch, optimizer, scaler, precision, max_grad_norm)
+        loss, norm = training_step(net, batch, optimizer, scaler, precision, max_grad_norm, world)
         if not (math.isfinite(loss) and (math.isfinite(norm) or scaler.is_enabled())):
             with torch.no_grad():
                 for saved, p in zip(last_good, params, strict=True):
@@ -271,12 +301,15 @@ def train(model, tokenizer, train_examples, *, steps: int, batch_size: int = 8, 
             warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
             scheduler.step()
         train_time += time.perf_counter() - t0
-        tokens += int(batch["attention_mask"].sum())
+        tokens += sum(len(features[i]["input_ids"]) for i in chosen)  # the whole global batch, unpadded
         result.history.append({"step": step, "loss": loss, "lr": current_lr, "grad_norm": norm})
         bar.set_postfix(loss=f"{loss:.3f}", lr=f"{current_lr:.2e}")
         if eval_examples is not None and ((eval_every and (step + 1) % eval_every == 0) or step + 1 == steps):
-            evaluate_now(step + 1)
+            if world is None or world.is_main:
+                evaluate_now(step + 1)
+            barrier(world, f"evaluation at step {step + 1}")
             model.train()
+    del net  # the DDP wrapper; the model itself holds the trained adapter
     model.eval()
     optimizer.zero_grad(set_to_none=True)
     result.train_time_s, result.wall_time_s = train_time, time.perf_counter() - start

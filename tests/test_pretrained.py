@@ -265,3 +265,21 @@ def test_a_cached_load_leaves_the_progress_bar_setting_as_it_found_it(built_cach
         assert hf_logging.is_progress_bar_enabled() is bars_on  # a notebook that turned them off keeps them off
     finally:
         hf_logging.enable_progress_bar()
+
+
+def test_a_local_folder_loads_as_a_model(tmp_path):
+    """``load_model(path)``: a folder holding a transformers model and tokenizer (what ``--model PATH`` reads)."""
+    from lora_edu.pretrained import tiny_llama
+
+    tok = load_model(verbose=False)[1]
+    tiny = tiny_llama(seed=3, vocab_size=len(tok))
+    tiny.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    model, tok2 = load_model(str(tmp_path), verbose=False)
+    assert model.loaded_from == f"local folder {tmp_path}" and model.config.name_or_path == str(tmp_path)
+    assert not model.training and len(tok2) == len(tok)
+    ids = torch.tensor([[1, 5, 9]])
+    torch.testing.assert_close(model(ids).logits, tiny(ids).logits)
+    (tmp_path / "tokenizer_config.json").unlink()
+    with pytest.raises(ValueError, match="lacks \\['tokenizer_config.json'\\]"):
+        load_model(str(tmp_path), verbose=False)

@@ -120,10 +120,16 @@ def _wait(predicate, timeout: float, what: str, driver):
     pytest.fail(f"timed out after {timeout:.0f} s waiting for {what} (screenshot: .browser-test-failure.png)")
 
 
+def _menu(driver, menu: str, item: str) -> None:
+    """Click ``menu`` > ``item`` in JupyterLab's menu bar, as a learner would."""
+    driver.find_element(By.XPATH, f"//div[contains(@class,'lm-MenuBar-itemLabel') and text()='{menu}']").click()
+    driver.find_element(By.XPATH, f"//div[contains(@class,'lm-Menu-itemLabel') and text()='{item}']").click()
+
+
 def _run_all(driver):
-    """Run > Run All Cells, through the menu a learner would use."""
-    driver.find_element(By.XPATH, "//div[contains(@class,'lm-MenuBar-itemLabel') and text()='Run']").click()
-    driver.find_element(By.XPATH, "//div[contains(@class,'lm-Menu-itemLabel') and text()='Run All Cells']").click()
+    """Clear the committed outputs (so no old prompt number counts as done), then Run All Cells."""
+    _menu(driver, "Edit", "Clear Outputs of All Cells")
+    _menu(driver, "Run", "Run All Cells")
 
 
 PROMPTS_JS = """
