@@ -116,8 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_target_modules(text: str) -> list[str] | str:
-    """"all-linear" stays a string (PEFT's keyword); anything else is a comma-separated list of names."""
+def parse_target_modules(text: str | list[str]) -> list[str] | str:
+    """"all-linear" stays a string (PEFT's keyword); anything else is a comma-separated list of names (a list
+    already parsed comes back as it is, so the arguments can be checked twice)."""
+    if isinstance(text, (list, tuple)):
+        return list(text)
     if text.strip().lower() == "all-linear":
         return "all-linear"
     names = [n.strip() for n in text.split(",")]
@@ -229,7 +232,8 @@ def launch_finetune(args, parser) -> int:
 
     with ExitStack() as stack:
         try:  # a bad launch is bad input: the same usage error, exit 2, on every rank
-            if distributed.launched() and args.batch_size >= 1:  # below 1: check_arguments says so
+            check_arguments(args)  # first: the lock below sits beside the resolved --output-dir
+            if distributed.launched():
                 distributed.check_global_batch(args.batch_size, distributed.world_size_from_env())
             world = distributed.init_world(args.backend, args.dist_timeout)
             if world is None or world.is_main:

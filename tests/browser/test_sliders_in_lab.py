@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -126,9 +127,14 @@ def _menu(driver, menu: str, item: str) -> None:
     driver.find_element(By.XPATH, f"//div[contains(@class,'lm-Menu-itemLabel') and text()='{item}']").click()
 
 
+def _executed(prompt: str) -> bool:
+    return re.fullmatch(r"\[\d+\]:", prompt) is not None  # "[12]:"; not "[ ]:" (never run) nor "[*]:" (running)
+
+
 def _run_all(driver):
-    """Clear the committed outputs (so no old prompt number counts as done), then Run All Cells."""
+    """Clear the committed outputs, so that no stored prompt number counts as done, then Run All Cells."""
     _menu(driver, "Edit", "Clear Outputs of All Cells")
+    _wait(lambda: not any(_executed(p) for p in driver.execute_script(PROMPTS_JS)), 30, "cleared prompts", driver)
     _menu(driver, "Run", "Run All Cells")
 
 
@@ -139,7 +145,7 @@ ERRORS_JS = """
 const bad = [];
 document.querySelectorAll('.jp-OutputArea-output').forEach(o => {
   const t = o.textContent || '';
-  if (o.getAttribute('data-mime-type') === 'application/vnd.jupyter.stderr' && /Traceback|Error:/.test(t)) bad.push(t.slice(-1500));
+  if (o.getAttribute('data-mime-type') === 'application/vnd.jupyter.stderr' && /Traceback|Error:/.test(t)) bad.push(t);
   if (/Error displaying widget|Error rendering|A Jupyter widget could not be displayed/.test(t)) bad.push(t.slice(0, 300));
 });
 return bad;
@@ -193,7 +199,7 @@ def test_every_slider_redraws_its_figure(notebook_session, browser, name):
     def finished():
         prompts = browser.execute_script(PROMPTS_JS)
         idle = "| Idle" in browser.find_element(By.ID, "jp-main-statusbar").text
-        return idle and len(prompts) == n_code and all(p not in ("[*]:", "[ ]:", "") for p in prompts)
+        return idle and len(prompts) == n_code and all(_executed(p) for p in prompts)
 
     _wait(finished, RUN_TIMEOUT, f"all {n_code} code cells of {name} to run", browser)
     assert browser.execute_script(ERRORS_JS) == [], f"{name}: errors after Run All"
@@ -219,7 +225,10 @@ def test_every_slider_redraws_its_figure(notebook_session, browser, name):
                 control.click()
             _wait(lambda c=cell, b=before: (browser.execute_script(FIGURE_JS, c) or b) != b
                   or browser.execute_script(ERRORS_JS), REDRAW_TIMEOUT, f"a slider of {name} to redraw", browser)
-            assert browser.execute_script(ERRORS_JS) == [], f"{name}: moving a slider raised"
+            errors = browser.execute_script(ERRORS_JS)
+            if errors:
+                (ROOT / ".browser-test-failure.txt").write_text("\n\n".join(errors))
+            assert errors == [], f"{name}: moving a slider raised (full text: .browser-test-failure.txt)"
             moved += 1
     assert moved, f"{name}: no slider could be moved"
     assert browser.execute_script(ERRORS_JS) == [], f"{name}: errors after moving the sliders"
