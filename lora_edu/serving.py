@@ -233,7 +233,7 @@ class MultiLoraModel(nn.Module):
         names = [BASE] * len(input_ids) if adapter_names is None else adapter_names
         with self._batch(names, len(input_ids)):
             return self.base_model.generate(input_ids=input_ids, attention_mask=attention_mask,
-                                            do_sample=False, **kwargs)
+                                            **{**kwargs, "do_sample": False})
 
     def _hook_for(self, layer: str):
         def hook(module, args, output):
