@@ -96,10 +96,10 @@ def main(argv: list[str] | None = None) -> int:
     names = [f"adapter{i}" for i in range(len(paths))]
     ours = {mode: MultiLoraModel(copy.deepcopy(base), mode=mode) for mode in ("grouped", "gathered")}
     for model in ours.values():
-        for name, path in zip(names, paths):
+        for name, path in zip(names, paths, strict=True):
             model.add_adapter(name, path)
     theirs = peft.PeftModel.from_pretrained(copy.deepcopy(base), paths[0], adapter_name=names[0])
-    for name, path in zip(names[1:], paths[1:]):
+    for name, path in zip(names[1:], paths[1:], strict=True):
         theirs.load_adapter(path, adapter_name=name)
     theirs.eval()
     merged_one = merge_and_unload(load_adapter(copy.deepcopy(base), paths[0]))
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     with torch.no_grad():  # the timings compare the same work: same tokens from every batched method
         outs = {name: fn() for name, fn in calls(8).items() if name != "merge-swap"}
     same = {name: int((out == outs["peft"]).all(dim=1).sum()) for name, out in outs.items()}
-    print(f"check, k=8: rows with the same tokens as peft: "
+    print("check, k=8: rows with the same tokens as peft: "
           + ", ".join(f"{name} {n} of {args.batch_size}" for name, n in same.items()))
 
     print(f"\nbatch {args.batch_size} x 32 prompt tokens, {new_tokens} new tokens, {samples} samples; "
