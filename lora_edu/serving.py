@@ -42,18 +42,22 @@ DORA_REASON = ("DoRA adapters cannot share a batch: DoRA rescales each output ro
                "the base model (merge_and_unload) and serve that copy separately.")
 
 
-def grouped_lora_delta(x: torch.Tensor, rows_of: dict[int, torch.Tensor], adapters: list) -> torch.Tensor:
-    """The per-row LoRA output, one group of rows per adapter (PEFT's loop). ``x`` (batch, seq, in);
-    ``rows_of``: slot -> row indices; ``adapters[slot]`` = (A (r, in), B (out, r), scaling) or None."""
-    delta = None
+def add_grouped_lora(output: torch.Tensor, x: torch.Tensor, rows_of: dict, adapters: list) -> torch.Tensor:
+    """Add the per-row LoRA output to ``output`` (batch, seq, out) in place, one group of rows per adapter
+    (PEFT's loop). ``x`` (batch, seq, in); ``rows_of``: slot -> row indices, or None for "every row";
+    ``adapters[slot]`` = (A (r, in), B (out, r), scaling), or None where that adapter skips this layer."""
     for slot, rows in rows_of.items():
+        if adapters[slot] is None:
+            continue
         weight_A, weight_B, scaling = adapters[slot]
+        part = x if rows is None else x[rows]  # (n_rows, seq, in): a gathered copy, unless it is every row
         # (n_rows, seq, in) -> (n_rows, seq, r) -> (n_rows, seq, out); F.linear as nn.Linear, as PEFT does
-        part = nn.functional.linear(nn.functional.linear(x[rows], weight_A), weight_B) * scaling
-        if delta is None:
-            delta = x.new_zeros(*x.shape[:-1], weight_B.shape[0])
-        delta[rows] = part
-    return delta
+        part = nn.functional.linear(nn.functional.linear(part, weight_A), weight_B) * scaling
+        if rows is None:
+            output += part.to(output.dtype)
+        else:
+            output[rows] += part.to(output.dtype)
+    return output
 
 
 def gathered_lora_delta(x: torch.Tensor, slots: torch.Tensor, stacked_A: torch.Tensor,
@@ -86,7 +90,9 @@ class MultiLoraModel(nn.Module):
         self.adapters: dict[str, dict] = {}  # name -> {"layers": {layer: (A, B, scaling)}, "r": ..., ...}
         self._hooks: dict[str, torch.utils.hooks.RemovableHandle] = {}
         self._slots: torch.Tensor | None = None  # (batch,) adapter slot per row while a call runs, else None
+        self._rows_of: dict | None = None  # slot -> rows (None: every row) while a call runs
         self._stacks: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # layer -> stacked A, B (gathered)
+        self._layer_cache: dict[str, list] = {}  # layer -> per-slot adapters; both rebuilt after add/remove
 
     def set_mode(self, mode: str) -> None:
         if mode not in MODES:
@@ -110,7 +116,8 @@ class MultiLoraModel(nn.Module):
             if layer not in self._hooks:
                 module = self.base_model.get_submodule(layer)
                 self._hooks[layer] = module.register_forward_hook(self._hook_for(layer))
-        self._stacks.clear()  # rebuilt on the next gathered call
+        self._stacks.clear()  # rebuilt on the next call
+        self._layer_cache.clear()
 
     def remove_adapter(self, name: str) -> None:
         self._refuse_while_running("remove an adapter")
@@ -121,6 +128,7 @@ class MultiLoraModel(nn.Module):
             if layer not in used:
                 self._hooks.pop(layer).remove()
         self._stacks.clear()
+        self._layer_cache.clear()
 
     def _read_folder(self, path: Path) -> dict:
         config = read_adapter_config(path)
@@ -208,12 +216,17 @@ class MultiLoraModel(nn.Module):
         self._check_known(adapter_names)
         slot_of = {name: i + 1 for i, name in enumerate(self.adapters)}  # slot 0: the base (zeros)
         device = next(self.base_model.parameters()).device
-        self._slots = torch.tensor([slot_of.get(n, 0) for n in adapter_names], device=device)
+        slots = [slot_of.get(n, 0) for n in adapter_names]
+        # The plan of this call, made once (not once per layer): slot -> its rows (None: all rows)
+        self._rows_of = {s: None if slots.count(s) == len(slots) else
+                         torch.tensor([i for i, t in enumerate(slots) if t == s], device=device)
+                         for s in dict.fromkeys(slots) if s != 0}
+        self._slots = torch.tensor(slots, device=device)
         try:
             with torch.no_grad():
                 yield
         finally:
-            self._slots = None
+            self._slots = self._rows_of = None
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 adapter_names: list[str] | None = None, **kwargs):
@@ -243,36 +256,23 @@ class MultiLoraModel(nn.Module):
             if x.shape[0] != len(self._slots):
                 raise RuntimeError(f"{layer} saw {x.shape[0]} rows but adapter_names has {len(self._slots)}; "
                                    "something changed the batch size inside the call.")
-            delta = self._delta(layer, x.to(self._adapter_dtype()))
-            if delta is None:  # no row of this batch has an adapter on this layer
-                return None
-            has = self._row_mask(layer)[:, None, None]  # (batch, 1, 1): rows whose adapter adapts this layer
-            return torch.where(has, output + delta.to(output.dtype), output)  # "__base__" rows stay exact
+            adapters = self._layer_adapters(layer)
+            if not any(adapters[s] is not None for s in self._rows_of):
+                return None  # no row of this batch has an adapter on this layer
+            x = x.to(adapters[next(s for s in self._rows_of if adapters[s] is not None)][0].dtype)
+            if self.mode == "grouped":  # "__base__" rows are never touched, so they stay exact
+                return add_grouped_lora(output, x, self._rows_of, adapters)
+            if layer not in self._stacks:
+                self._stacks[layer] = stack_adapters(adapters)
+            # base slots hold zeros: x @ 0 = 0 exactly and y + 0 = y, so "__base__" rows stay exact here too
+            return output.add_(gathered_lora_delta(x, self._slots, *self._stacks[layer]).to(output.dtype))
         return hook
 
-    def _adapter_dtype(self) -> torch.dtype:
-        weight = next(self.base_model.parameters())
-        return torch.float32 if weight.dtype in (torch.float16, torch.bfloat16) else weight.dtype
-
-    def _slot_adapters(self, layer: str) -> list:
+    def _layer_adapters(self, layer: str) -> list:
         """Per slot (0 = base), this layer's (A, B, scaling), or None where that adapter skips the layer."""
-        return [None] + [a["layers"].get(layer) for a in self.adapters.values()]
-
-    def _row_mask(self, layer: str) -> torch.Tensor:
-        adapted = torch.tensor([s is not None for s in self._slot_adapters(layer)], device=self._slots.device)
-        return adapted[self._slots]
-
-    def _delta(self, layer: str, x: torch.Tensor) -> torch.Tensor | None:
-        adapters = self._slot_adapters(layer)
-        used = sorted({s for s in self._slots.tolist() if adapters[s] is not None})
-        if not used:
-            return None
-        if self.mode == "grouped":
-            rows_of = {s: (self._slots == s).nonzero().flatten() for s in used}
-            return grouped_lora_delta(x, rows_of, adapters)
-        if layer not in self._stacks:
-            self._stacks[layer] = stack_adapters(adapters)
-        return gathered_lora_delta(x, self._slots, *self._stacks[layer])
+        if layer not in self._layer_cache:
+            self._layer_cache[layer] = [None] + [a["layers"].get(layer) for a in self.adapters.values()]
+        return self._layer_cache[layer]
 
     def extra_repr(self) -> str:
         return f"mode={self.mode!r}, adapters={ {n: a['r'] for n, a in self.adapters.items()} }"

@@ -11,8 +11,8 @@ from lora_edu.pretrained import tiny_llama
 from lora_edu.serving import (
     BASE,
     MultiLoraModel,
+    add_grouped_lora,
     gathered_lora_delta,
-    grouped_lora_delta,
     merged,
     stack_adapters,
 )
@@ -81,11 +81,12 @@ def peft_mixed(folders):
     return model.eval()
 
 
+@pytest.mark.parametrize("names", [NAMES, ["b"] * 6], ids=["mixed", "one-adapter"])
 @pytest.mark.parametrize("mode", ["grouped", "gathered"])
-def test_equals_peft_mixed_batch(folders, mode):
+def test_equals_peft_mixed_batch(folders, mode, names):
     with torch.no_grad():
-        theirs = peft_mixed(folders)(input_ids=IDS, adapter_names=NAMES).logits
-    ours = serving(folders, mode)(input_ids=IDS, adapter_names=NAMES).logits
+        theirs = peft_mixed(folders)(input_ids=IDS, adapter_names=names).logits
+    ours = serving(folders, mode)(input_ids=IDS, adapter_names=names).logits
     if mode == "grouped":  # the same nn.Linear calls on the same rows, in the same order: to the bit
         assert torch.equal(ours, theirs)
     else:  # scaling folded into B, zero-padded ranks: a different order of the same sums
@@ -125,10 +126,12 @@ def test_inline_ways_agree_with_each_other():
     x = torch.randn(3, 5, 8)
     adapters = [None, (torch.randn(2, 8), torch.randn(6, 2), 0.5), (torch.randn(4, 8), torch.randn(6, 4), 2.0)]
     slots = torch.tensor([2, 0, 1])
-    grouped = grouped_lora_delta(x, {1: torch.tensor([2]), 2: torch.tensor([0])}, adapters)
+    grouped = add_grouped_lora(torch.zeros(3, 5, 6), x, {1: torch.tensor([2]), 2: torch.tensor([0])}, adapters)
     gathered = gathered_lora_delta(x, slots, *stack_adapters(adapters))
     torch.testing.assert_close(grouped, gathered)
     assert torch.equal(gathered[1], torch.zeros(5, 6))  # the base slot adds nothing
+    all_rows = add_grouped_lora(torch.zeros(3, 5, 6), x, {2: None}, adapters)  # one adapter for every row
+    torch.testing.assert_close(all_rows, gathered_lora_delta(x, torch.tensor([2, 2, 2]), *stack_adapters(adapters)))
 
 
 def test_remove_adapter_and_merged_context_leave_the_base_exact(folders):
