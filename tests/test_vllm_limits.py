@@ -31,3 +31,15 @@ def test_max_lora_rank_must_be_a_vllm_value_and_rounds_up():
     assert VLLM_MAX_LORA_RANKS[-1] == 512
     with pytest.raises(ValueError, match="no setting holds it"):
         smallest_max_lora_rank(1024)
+
+
+def test_reads_an_adapter_folder(tmp_path):
+    import torch
+
+    from lora_edu import LoraConfig, inject_lora, save_adapter
+    from lora_edu.pretrained import tiny_llama
+
+    torch.manual_seed(0)
+    path = save_adapter(inject_lora(tiny_llama(), LoraConfig(r=12, target_modules=["q_proj"])), tmp_path / "a")
+    assert vllm_compatibility(path, max_lora_rank=16) == []
+    assert "max_lora_rank=16" in vllm_compatibility(path, max_lora_rank=8)[0]
