@@ -1,5 +1,5 @@
 """Figures for notebooks/10_serving.ipynb: generation throughput against the number of distinct adapters in
-a batch, for a merged model, merge-and-swap, PEFT's mixed batch and lora_edu's grouped and gathered ways."""
+a batch (generated or processed), for a merged model, merge-and-swap, PEFT's mixed batch and lora_edu's grouped and gathered ways."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def _check(throughput: dict) -> list[int]:
 
 
 def plot_serving_throughput(throughput: dict, k: int | None = None, ax=None,
-                            title: str = "Generated tokens per second vs distinct adapters in the batch"):
+                            title: str = "Tokens per second vs distinct adapters in the batch"):
     """Lines of tokens/s against k (log2 axis), one per method; with ``k``, a marker on that k and the
     values printed beside it (the slider's view)."""
     ks = _check(throughput)
@@ -35,7 +35,7 @@ def plot_serving_throughput(throughput: dict, k: int | None = None, ax=None,
         ax.set_xscale("log", base=2)
         ax.set_xticks(ks, [str(x) for x in ks])
         ax.set_xlabel("distinct adapters in one batch (k)")
-        ax.set_ylabel("generated tokens / s")
+        ax.set_ylabel("tokens / s")
         ax.set_ylim(bottom=0)
         ax.set_title(title, fontsize=11)
         ax.legend(fontsize=9)
