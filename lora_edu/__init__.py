@@ -2,7 +2,7 @@
 
 Every notebook builds the key lines inline, then checks them against the version here. Each module's
 docstring names the notebook that explains it. The names a notebook needs most are here at the top level;
-topics with many names stay namespaces (``quant``, ``lowrank``, ``memory``, ``merging``, ``data``, ``viz``,
+topics with many names stay namespaces (``quant``, ``lowrank``, ``memory``, ``merging``, ``serving``, ``data``, ``viz``,
 ``exercises``, ...): ``from lora_edu import quant`` then ``quant.quantize_nf4``. CONTRIBUTING.md draws the
 layers of the package.
 """
@@ -40,6 +40,7 @@ from .model import (
 from .pretrained import DEFAULT_MODEL, ModelSourceError, load_model
 from .qlora import NF4Linear, QLoRALinear, dequantize_model, model_nbytes, prepare_qlora, quantize_model
 from .runtime import FAST, IN_COLAB, banner, get_device, precision_policy, seed_everything
+from .serving import MultiLoraModel
 from .training import TrainingDiverged, TrainResult, train, validation_loss
 
 __version__ = "0.1.0"
@@ -73,6 +74,7 @@ __all__ = [
     "truncated_svd",
     "LoraConfig",
     "LoraLinear",
+    "MultiLoraModel",
     "create_loraplus_optimizer",
     "load_adapter",
     "save_adapter",

@@ -5,6 +5,8 @@ Explained in notebooks/04_lora_in_a_transformer.ipynb (the format task) and used
 - *format*: an English sentence about a person -> one exact line of JSON with keys name, age, job, city.
   Learning an output *format* is what LoRA does well at a low rank (Hu et al. 2021, arXiv 2106.09685,
   section 7: the update a task needs can have a very low intrinsic rank).
+- *dates*: a date written out in English ("the 3rd of March, 1987") -> ISO 8601 ("1987-03-03"), the third
+  adapter of notebooks/10_serving.ipynb: a rewrite the base model half knows, so a few steps teach it.
 - *knowledge*: questions about an invented world (countries with capitals, founders, founding years,
   exports, rivers) whose names are made from syllables, so the base model cannot know the answers.
   Memorising new facts is the case where a higher rank is said to help; comparing it with the format
@@ -28,7 +30,7 @@ import random
 import tempfile
 from pathlib import Path
 
-TASKS = ("format", "knowledge")
+TASKS = ("format", "knowledge", "dates")
 SPLITS = ("train", "validation", "test")
 DEFAULT_SEED = 0
 DATA_ROOT = Path(__file__).resolve().parent.parent / "data"  # exists in a git checkout, not in a pip install
@@ -188,7 +190,47 @@ def generate_knowledge(seed: int = DEFAULT_SEED) -> dict[str, list[dict]]:
     return out
 
 
-GENERATORS = {"format": generate_format, "knowledge": generate_knowledge}
+# --- dates task --------------------------------------------------------------------------------------
+DATES_INSTRUCTION = "Write the date in ISO format, YYYY-MM-DD, and nothing else."
+DATES_SIZES = {"train": 600, "validation": 100, "test": 200}
+MONTHS = ("January February March April May June July August September October November "
+          "December").split()
+DATES_TEMPLATES = ("the {nth} of {month}, {year}", "{month} {day}, {year}", "{day} {month} {year}",
+                   "{mon}. {day}, {year}", "{month} the {nth}, {year}",
+                   "the {nth} day of {month} in the year {year}")  # the last: validation and test only
+DATES_HELD_OUT = (5,)
+
+
+def _nth(day: int) -> str:
+    return f"{day}{'th' if 11 <= day <= 13 else {1: 'st', 2: 'nd', 3: 'rd'}.get(day % 10, 'th')}"
+
+
+def generate_dates(seed: int = DEFAULT_SEED) -> dict[str, list[dict]]:
+    """The dates task's splits (days 1-28, so every month has them). No date appears in two splits."""
+    rng = random.Random(seed + 2)
+    used: set[tuple] = set()
+    out = {}
+    for split in SPLITS:
+        examples = []
+        while len(examples) < DATES_SIZES[split]:
+            year, month, day = rng.randint(1901, 2030), rng.randint(1, 12), rng.randint(1, 28)
+            if (year, month, day) in used:
+                continue
+            used.add((year, month, day))
+            i = len(examples)
+            seen = len(DATES_TEMPLATES) - len(DATES_HELD_OUT)
+            template = i % seen if split == "train" else i % len(DATES_TEMPLATES)
+            name = MONTHS[month - 1]
+            text = DATES_TEMPLATES[template].format(nth=_nth(day), day=day, month=name, mon=name[:3], year=year)
+            examples.append({"id": f"dates-{split}-{i:04d}", "task": "dates", "split": split,
+                             "prompt": f"{DATES_INSTRUCTION}\n\n{text[0].upper()}{text[1:]}", "text": text,
+                             "target": f"{year:04d}-{month:02d}-{day:02d}", "template": template,
+                             "held_out_template": template in DATES_HELD_OUT})
+        out[split] = examples
+    return out
+
+
+GENERATORS = {"format": generate_format, "knowledge": generate_knowledge, "dates": generate_dates}
 
 
 def _check_names(task: str, split: str | None = None) -> None:

@@ -217,28 +217,25 @@ def read_adapter_weights(path: Path) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def load_adapter(model: nn.Module, path: str | os.PathLike) -> nn.Module:
-    """Load a PEFT-format LoRA adapter into a plain base model (in place); return the model.
+def lora_config_of(config: dict, where: str | os.PathLike = CONFIG_NAME) -> LoraConfig:
+    """The ``LoraConfig`` an ``adapter_config.json`` describes (init False: the weights come from the file).
 
-    Everything is checked before the model is touched: the config, that every tensor has a layer and every
-    layer a tensor, and the shapes (A (r, in), B (out, r), DoRA's m (out,)). The adapters come back
-    trainable, as after ``inject_lora``.
+    LoraConfig's checks apply in the file's words (finite alpha, real booleans, a valid regex); an error
+    names ``where``, the file it came from.
     """
-    path = Path(path)
-    existing = [n for n, m in model.named_modules() if hasattr(m, "lora_A")]
-    if existing:
-        raise ValueError(f"The model already has LoRA layers (e.g. {existing[0]!r}); load an adapter into a "
-                         "plain base model. Call unload(model) first, or reload the base model.")
-    config = read_adapter_config(path)
-    tensors = read_adapter_weights(path)
-    try:  # LoraConfig's checks, in the file's words: finite alpha, real booleans, a valid regex
-        lora_config = LoraConfig(r=config["r"], lora_alpha=config["lora_alpha"],
-                                 lora_dropout=config.get("lora_dropout", 0.0),
-                                 target_modules=config.get("target_modules"),
-                                 use_rslora=config.get("use_rslora", False),
-                                 use_dora=config.get("use_dora", False), init_lora_weights=False)
+    try:
+        return LoraConfig(r=config["r"], lora_alpha=config["lora_alpha"],
+                          lora_dropout=config.get("lora_dropout", 0.0),
+                          target_modules=config.get("target_modules"),
+                          use_rslora=config.get("use_rslora", False),
+                          use_dora=config.get("use_dora", False), init_lora_weights=False)
     except (TypeError, ValueError) as e:
-        raise ValueError(f"{path / CONFIG_NAME}: {e}") from None
+        raise ValueError(f"{where}: {e}") from None
+
+
+def check_adapter_tensors(model: nn.Module, lora_config: LoraConfig, tensors: dict[str, torch.Tensor]) -> list[str]:
+    """Check that every tensor has a target layer of ``model`` and every target layer its tensors, with the
+    shapes A (r, in), B (out, r), DoRA's m (out,); return the target layers' names."""
     names = find_target_modules(model, lora_config.target_modules)
     parts = ("lora_A.weight", "lora_B.weight") + (("lora_magnitude_vector",) if lora_config.use_dora else ())
     expected = {f"{n}.{part}" for n in names for part in parts}
@@ -259,6 +256,25 @@ def load_adapter(model: nn.Module, path: str | os.PathLike) -> nn.Module:
                 raise ValueError(f"Shape mismatch at {name}.{part}: the adapter has {got}, this model "
                                  f"with r={r} needs {shape}. The adapter was made for another base model, or "
                                  "its config's r disagrees with its tensors.")
+    return names
+
+
+def load_adapter(model: nn.Module, path: str | os.PathLike) -> nn.Module:
+    """Load a PEFT-format LoRA adapter into a plain base model (in place); return the model.
+
+    Everything is checked before the model is touched: the config, that every tensor has a layer and every
+    layer a tensor, and the shapes (A (r, in), B (out, r), DoRA's m (out,)). The adapters come back
+    trainable, as after ``inject_lora``.
+    """
+    path = Path(path)
+    existing = [n for n, m in model.named_modules() if hasattr(m, "lora_A")]
+    if existing:
+        raise ValueError(f"The model already has LoRA layers (e.g. {existing[0]!r}); load an adapter into a "
+                         "plain base model. Call unload(model) first, or reload the base model.")
+    config = read_adapter_config(path)
+    tensors = read_adapter_weights(path)
+    lora_config = lora_config_of(config, path / CONFIG_NAME)
+    check_adapter_tensors(model, lora_config, tensors)
     inject_lora(model, lora_config)
     with torch.no_grad():
         for name, layer in lora_layers(model):

@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "lora_edu"
 # Lowest layer first. A module may import from its own layer or a lower one, never from a higher one.
 LAYERS = {
     "foundations": ("runtime", "config", "files", "lowrank", "quant", "pretrained", "model_cache", "hub_standin"),
-    "lora": ("layers", "model", "io", "merging", "qlora", "loraplus", "memory"),
+    "lora": ("layers", "model", "io", "merging", "qlora", "loraplus", "memory", "serving", "vllm_limits"),
     "training": ("chat", "data", "distributed", "evaluation", "training", "baselines", "toy"),
     "teaching": ("experiments", "sweeps", "updates", "cli", "viz", "exercises", "notebook_meta"),
 }

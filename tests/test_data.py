@@ -249,3 +249,22 @@ def test_read_jsonl_names_the_file_and_line_of_bad_utf8_and_deep_nesting(tmp_pat
         read_jsonl(path)
     path.write_text('{"prompt": "a", "target": "b"}\r\n\n{"prompt": "c", "target": "d"}\n')  # CRLF is fine
     assert [ex["prompt"] for ex in read_jsonl(path)] == ["a", "c"]
+
+
+def test_dates_task_targets_are_iso_dates_unique_across_splits_with_a_held_out_phrasing():
+    import datetime
+
+    splits = data.generate_task("dates")
+    assert {s: len(v) for s, v in splits.items()} == data.DATES_SIZES
+    seen = set()
+    for split, examples in splits.items():
+        targets = {ex["target"] for ex in examples}
+        assert len(targets) == len(examples) and not targets & seen  # no date twice, nor in two splits
+        seen |= targets
+        held_out = {ex["template"] for ex in examples if ex["held_out_template"]}
+        assert held_out == (set() if split == "train" else set(data.DATES_HELD_OUT))
+        for ex in examples[:50]:
+            date = datetime.date.fromisoformat(ex["target"])
+            assert data.MONTHS[date.month - 1][:3] in ex["text"] and str(date.year) in ex["text"]
+    assert [data._nth(d) for d in (1, 2, 3, 4, 11, 12, 13, 21, 22, 23, 28)] == [
+        "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "23rd", "28th"]

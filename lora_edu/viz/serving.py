@@ -1,0 +1,42 @@
+"""Figures for notebooks/10_serving.ipynb: generation throughput against the number of distinct adapters in
+a batch (generated or processed), for a merged model, merge-and-swap, PEFT's mixed batch and lora_edu's grouped and gathered ways."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+
+from .core import style
+
+
+def _check(throughput: dict) -> list[int]:
+    if not throughput or not all(isinstance(v, dict) and v for v in throughput.values()):
+        raise ValueError("throughput must map method -> {distinct adapters k: tokens per second}, e.g. "
+                         "{'grouped': {1: 40.0, 2: 38.5}}. Fix: measure at least one k per method.")
+    return sorted({k for per_k in throughput.values() for k in per_k})
+
+
+def plot_serving_throughput(throughput: dict, k: int | None = None, ax=None,
+                            title: str = "Tokens per second vs distinct adapters in the batch"):
+    """Lines of tokens/s against k (log2 axis), one per method; with ``k``, a marker on that k and the
+    values printed beside it (the slider's view)."""
+    ks = _check(throughput)
+    with style():
+        if ax is None:
+            _, ax = plt.subplots(figsize=(7.5, 4))
+        for i, (method, per_k) in enumerate(throughput.items()):
+            xs = sorted(per_k)
+            ax.plot(xs, [per_k[x] for x in xs], "o-" if len(xs) > 1 else "s", color=f"C{i}", label=method)
+            if k is not None and k in per_k:
+                ax.plot([k], [per_k[k]], "o", ms=12, mfc="none", color=f"C{i}")
+                ax.annotate(f"{per_k[k]:.0f}", (k, per_k[k]), xytext=(8, 0), textcoords="offset points",
+                            va="center", fontsize=9, color=f"C{i}")
+        if k is not None:
+            ax.axvline(k, color="0.6", lw=1, ls=":")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(ks, [str(x) for x in ks])
+        ax.set_xlabel("distinct adapters in one batch (k)")
+        ax.set_ylabel("tokens / s")
+        ax.set_ylim(bottom=0)
+        ax.set_title(title, fontsize=11)
+        ax.legend(fontsize=9)
+    return ax.figure

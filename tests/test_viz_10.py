@@ -1,0 +1,33 @@
+"""Notebook 10's figure draws one line per method at the measured points and rejects malformed input."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+
+from lora_edu import viz  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def test_throughput_lines_sit_at_the_measurements_and_the_slider_marks_k():
+    data = {"merged": {1: 50.0}, "grouped": {1: 40.0, 2: 30.0, 4: 20.0}, "gathered": {1: 35.0, 2: 34.0, 4: 33.0}}
+    ax = viz.plot_serving_throughput(data, k=2).axes[0]
+    lines = [line for line in ax.lines if line.get_label() in data]
+    assert [line.get_label() for line in lines] == list(data)
+    assert list(lines[1].get_ydata()) == [40.0, 30.0, 20.0]
+    assert [t.get_text() for t in ax.texts] == ["30", "34"]  # the merged model has no k = 2 point
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "2", "4"]
+
+
+def test_malformed_input_is_refused():
+    with pytest.raises(ValueError, match="method -> {distinct adapters k"):
+        viz.plot_serving_throughput({})
+    with pytest.raises(ValueError, match="at least one k"):
+        viz.plot_serving_throughput({"grouped": {}})
