@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+
 import matplotlib.pyplot as plt
 
 from ..notebook_meta import WIDGET_VIEW
+
+# Slider callbacks can run on more than one thread (ipykernel 7 handles widget messages in subshells), and
+# matplotlib's text layout (its mathtext parser) is not thread-safe: quick slider moves broke a figure with
+# "ParseException" in the browser test. One drawing at a time.
+_DRAWING = threading.RLock()
 
 STYLE = {"figure.dpi": 100, "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False,
          "axes.spines.right": False, "font.size": 11}
@@ -32,12 +39,18 @@ def sliders(fn, **controls) -> None:
     import ipywidgets as widgets
     from IPython.display import display
 
-    out = widgets.interactive_output(fn, controls)
+    def draw(**values):
+        with _DRAWING:
+            fn(**values)
+            plt.show()  # inside the lock too: rendering lays out the text again
+
+    out = widgets.interactive_output(draw, controls)
     box = widgets.VBox([widgets.HBox(list(controls.values())), out])
     bundle = {"text/plain": "Sliders (run the notebook to move them): " +
                             ", ".join(f"{name} = {c.value}" for name, c in controls.items()),
               WIDGET_VIEW: {"version_major": 2, "version_minor": 0, "model_id": box.model_id}}
-    png = static_png(fn, {name: c.value for name, c in controls.items()})
+    with _DRAWING:
+        png = static_png(fn, {name: c.value for name, c in controls.items()})
     if png is not None:
         bundle["image/png"] = png
     display(bundle, raw=True)
