@@ -9,34 +9,17 @@ import torch
 
 from lora_edu import cli, experiments, load_adapter, pretrained, runtime
 from lora_edu.experiments import OutOfGPUMemory, RunConfig
-from lora_edu.pretrained import DEFAULT_MODEL, load_model, tiny_llama
+from lora_edu.pretrained import DEFAULT_MODEL, tiny_llama
 from lora_edu.qlora import NF4Linear
 
 TINY = dict(steps=2, batch_size=4, warmup_steps=0, eval_examples=2, max_new_tokens=3, r=2, lora_alpha=4.0)
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return load_model(verbose=False)[1]
-
-
-@pytest.fixture
-def loader(tok):
-    loaded = []
-
-    def load(name):
-        loaded.append(name)
-        return tiny_llama(seed=0, vocab_size=len(tok)), tok
-
-    load.loaded = loaded
-    return load
 
 
 def test_run_config_row_and_saved_adapter(loader, tok, tmp_path):
     res = experiments.run_config(RunConfig(**{**TINY, "lr": 1e-2, "steps": 4}), loader=loader,
                                  save_to=tmp_path / "adapter", keep_model=True, log=lambda *a: None)
     row = res.row
-    assert loader.loaded == [DEFAULT_MODEL]
+    assert loader.calls == [DEFAULT_MODEL]
     assert row["steps_done"] == 4 and row["n_eval"] == 2 and row["peak_memory_bytes"] is None  # no GPU here
     assert row["tokens_per_s"] > 0 and row["wall_time_s"] >= row["train_time_s"] > 0
     assert 0 <= row["exact_match_before"] <= 1 and 0 <= row["field_accuracy_after"] <= 1

@@ -12,26 +12,8 @@ import torch
 
 from lora_edu import sweeps
 from lora_edu.experiments import RunConfig
-from lora_edu.pretrained import load_model, tiny_llama
 
 TINY = dict(steps=2, batch_size=4, warmup_steps=0, eval_examples=2, max_new_tokens=3, r=2, lora_alpha=4.0)
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return load_model(verbose=False)[1]
-
-
-@pytest.fixture
-def loader(tok):
-    calls = []
-
-    def load(name):
-        calls.append(name)
-        return tiny_llama(seed=0, vocab_size=len(tok)), tok
-
-    load.calls = calls
-    return load
 
 
 def quiet(path):
