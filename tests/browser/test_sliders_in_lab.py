@@ -133,9 +133,32 @@ def _executed(prompt: str) -> bool:
 
 def _run_all(driver):
     """Clear the committed outputs, so that no stored prompt number counts as done, then Run All Cells."""
-    _menu(driver, "Edit", "Clear Outputs of All Cells")
-    _wait(lambda: not any(_executed(p) for p in driver.execute_script(PROMPTS_JS)), 30, "cleared prompts", driver)
-    _menu(driver, "Run", "Run All Cells")
+    def cleared():
+        return not any(_executed(p) for p in driver.execute_script(PROMPTS_JS))
+
+    for _ in range(3):  # a menu click can be lost while the page settles: check, and try again
+        _menu(driver, "Edit", "Clear Outputs of All Cells")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not cleared():
+            time.sleep(0.5)
+        if cleared():
+            break
+        driver.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
+    _wait(cleared, 1, "cleared prompts", driver)
+
+    def started():
+        return any(p == "[*]:" or _executed(p) for p in driver.execute_script(PROMPTS_JS))
+
+    for _ in range(3):  # a click can land while the Edit menu is still closing: check that the run began
+        driver.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
+        time.sleep(1)
+        _menu(driver, "Run", "Run All Cells")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not started():
+            time.sleep(0.5)
+        if started():
+            return
+    _wait(started, 1, "Run All Cells to start", driver)
 
 
 PROMPTS_JS = """
