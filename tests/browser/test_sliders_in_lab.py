@@ -131,34 +131,30 @@ def _executed(prompt: str) -> bool:
     return re.fullmatch(r"\[\d+\]:", prompt) is not None  # "[12]:"; not "[ ]:" (never run) nor "[*]:" (running)
 
 
-def _run_all(driver):
-    """Clear the committed outputs, so that no stored prompt number counts as done, then Run All Cells."""
-    def cleared():
-        return not any(_executed(p) for p in driver.execute_script(PROMPTS_JS))
-
-    for _ in range(3):  # a menu click can be lost while the page settles: check, and try again
-        _menu(driver, "Edit", "Clear Outputs of All Cells")
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not cleared():
-            time.sleep(0.5)
-        if cleared():
-            break
-        driver.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
-    _wait(cleared, 1, "cleared prompts", driver)
-
-    def started():
-        return any(p == "[*]:" or _executed(p) for p in driver.execute_script(PROMPTS_JS))
-
-    for _ in range(3):  # a click can land while the Edit menu is still closing: check that the run began
+def _click_until(driver, menu: str, item: str, done, timeout: float, what: str) -> None:
+    """Click ``menu`` > ``item`` until ``done()`` holds: a click can be lost while JupyterLab settles or a
+    previous menu is still closing. Three tries of ``timeout`` seconds each."""
+    for _ in range(3):
         driver.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
         time.sleep(1)
-        _menu(driver, "Run", "Run All Cells")
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not started():
+        _menu(driver, menu, item)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not done():
             time.sleep(0.5)
-        if started():
+        if done():
             return
-    _wait(started, 1, "Run All Cells to start", driver)
+    _wait(done, 1, what, driver)
+
+
+def _run_all(driver):
+    """Clear the committed outputs, so that no stored prompt number counts as done, then Run All Cells."""
+    def prompts():
+        return driver.execute_script(PROMPTS_JS)
+
+    _click_until(driver, "Edit", "Clear Outputs of All Cells", lambda: not any(_executed(p) for p in prompts()),
+                 20, "cleared prompts")
+    _click_until(driver, "Run", "Run All Cells", lambda: any(p == "[*]:" or _executed(p) for p in prompts()),
+                 30, "Run All Cells to start")
 
 
 PROMPTS_JS = """
