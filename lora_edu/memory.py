@@ -255,7 +255,8 @@ def fits_on_gpu(breakdown: MemoryBreakdown, gpu_gb: float, paged_optimizer: bool
     available = _check_count("gpu_gb", gpu_gb) * GB
     need, over, states = breakdown.total, breakdown.total - available, breakdown.optimizer_states
     if over <= 0:
-        msg = f"fits: {need / GB:.1f} of {gpu_gb:g} GB, {-over / GB:.1f} GB to spare (nothing paged)"
+        idle = "the paged optimizer has nothing to page" if paged_optimizer else "nothing paged"
+        msg = f"fits: {need / GB:.1f} of {gpu_gb:g} GB, {-over / GB:.1f} GB to spare ({idle})"
         return FitReport(True, need, available, 0.0, msg)
     if paged_optimizer and over <= states:
         msg = (f"fits with paging: {need / GB:.1f} GB on a {gpu_gb:g} GB GPU; {over / GB:.1f} GB of the "

@@ -129,6 +129,9 @@ def test_fits_reports_spare_memory_and_pages_nothing():
     report = fits_on_gpu(training_memory(1e9, weight_bits=16), 80, paged_optimizer=True)
     assert report.fits and report.spilled == 0 and report.needed == 12 * GB and report.available == 80 * GB
     assert "68.0 GB to spare" in str(report)
+    # the verdict says the box was read: a learner who ticks "paged optimizer" sees why nothing changed
+    assert "nothing to page" in str(report)
+    assert "nothing paged" in str(fits_on_gpu(training_memory(1e9, weight_bits=16), 80))
 
 
 # --- how the parts move -----------------------------------------------------------------------------

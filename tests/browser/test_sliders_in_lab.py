@@ -2,8 +2,8 @@
 
 For each notebook with a ``viz.sliders`` cell: start JupyterLab on 127.0.0.1 over a copy of the notebooks
 (so nothing committed is autosaved), open the notebook, run all cells in fast mode, then move each slider
-(and tick each checkbox) and check that its figure is redrawn, that each slider cell shows one figure, and
-that no widget error or error output appears. ``make browser-test`` runs this; it needs Debian's
+(and tick each checkbox) and check that its output (figure or printed text) changes, that each slider cell
+shows one figure, and that no widget error or error output appears. ``make browser-test`` runs this; it needs Debian's
 ``chromium`` and ``chromium-driver`` (``.ci/run`` installs them).
 """
 
@@ -174,8 +174,16 @@ SLIDER_CELLS_JS = """
 return Array.from(document.querySelectorAll('.jp-CodeCell')).filter(c => c.querySelector('.widget-vbox .widget-output'));
 """
 FIGURE_JS = """
-const img = arguments[0].querySelector('.widget-output img');
-return img ? img.getAttribute('src') : null;
+// What the slider's output shows: its figure, and the text printed beside it (a control may change only that,
+// as 07's "paged optimizer" box changes the verdict line and not the bars).
+const out = arguments[0].querySelector('.widget-output');
+const img = out && out.querySelector('img');
+return img ? img.getAttribute('src') + '\\n' + out.innerText : null;
+"""
+READOUT_JS = """
+const box = arguments[0].closest('.widget-slider');
+const out = box && box.querySelector('.widget-readout');
+return out ? (out.value !== undefined && out.value !== '' ? out.value : out.textContent).trim() : null;
 """
 IMAGES_JS = """
 return arguments[0].querySelectorAll('.jp-Cell-outputArea img').length;
@@ -186,6 +194,22 @@ def _controls(cell):
     sliders = cell.find_elements(By.CSS_SELECTOR, ".widget-slider .noUi-handle")
     boxes = cell.find_elements(By.CSS_SELECTOR, ".widget-checkbox input[type=checkbox]")
     return sliders, boxes
+
+
+def _step(driver, handle) -> None:
+    """Move a slider handle by one step, to a value it did not have: right, or left where it sits at its
+    maximum (a move there and back would end where it began, leaving the same figure)."""
+    def readout():  # the value as the widget prints it beside the slider ("65.0", "2 - 8")
+        return driver.execute_script(READOUT_JS, handle)
+
+    handle.click()
+    start = readout()
+    for key in (Keys.ARROW_RIGHT, Keys.ARROW_LEFT):
+        handle.send_keys(key)
+        time.sleep(0.3)
+        if readout() != start:
+            return
+    _wait(lambda: False, 1, f"a slider to leave its value {start!r}", driver)
 
 
 def _shut_down_kernels(base: str, token: str) -> None:
@@ -235,11 +259,7 @@ def test_every_slider_redraws_its_figure(notebook_session, browser, name):
                            "the slider's figure", browser)
             browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", control)
             if control in sliders:
-                control.click()
-                control.send_keys(Keys.ARROW_LEFT if "noUi-handle-upper" in control.get_attribute("class") else
-                                  Keys.ARROW_RIGHT)
-                control.send_keys(Keys.ARROW_LEFT)  # back and forth: some sliders start at their maximum
-                control.send_keys(Keys.ARROW_LEFT)
+                _step(browser, control)
             else:
                 control.click()
             _wait(lambda c=cell, b=before: (browser.execute_script(FIGURE_JS, c) or b) != b
