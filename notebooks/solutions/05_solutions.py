@@ -18,8 +18,9 @@ def unmerged_flops(in_features, out_features, r):
 shapes = [(576, 576), (576, 192), (576, 192), (576, 576), (576, 1536), (576, 1536), (1536, 576)]
 unmerged_share = sum(8 * (i + o) for i, o in shapes) / sum(i * o for i, o in shapes)
 
-# 05.4: (a) and (d) pair every merge with an unmerge. (b) merges twice: refused (it would add delta_W
-# twice). (c) unmerges a layer that is not merged: refused. (e) leaves W0 + delta_W.
+# 05.4: (a) and (d) pair every merge with an unmerge, so the weight is back at W0 up to rounding (in section 5,
+# 99.53% of the weights came back bit for bit and the rest within half an fp32 spacing). (b) merges twice:
+# refused (it would add delta_W twice). (c) unmerges a layer that is not merged: refused. (e) leaves W0 + delta_W.
 merge_sequences = "ad"
 
 if __name__ == "__main__":
