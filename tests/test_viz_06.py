@@ -71,6 +71,21 @@ def test_error_vs_memory_rings_the_chosen_point():
     assert ax.get_yscale() == "log" and "NF4, blocks of 64" in [t.get_text() for t in ax.texts]
 
 
+@pytest.mark.parametrize("corner", [(2.0078125, 0.5), (2.0078125, 0.002), (10.0, 0.5), (10.0, 0.002)])
+def test_error_vs_memory_label_stays_inside_the_axes(corner):
+    # notebook 06's slider labels a point anywhere on the grid; at int6 the box used to run out of the axes
+    xs = [b + 32 / B for b in (2, 8) for B in (4096, 16)]
+    curves = {"int2": (xs[:2], [0.5, 0.3]), "int8": (xs[2:], [0.004, 0.002])}
+    x, y = corner
+    ax = viz.plot_error_vs_memory(curves, chosen=(x, y, "int6, blocks of 64: 6.50 bits/weight, error 0.45%\nsecond line"))
+    fig = ax.figure
+    fig.canvas.draw()
+    box = ax.texts[-1].get_window_extent(fig.canvas.get_renderer())
+    inside = ax.get_window_extent()
+    assert inside.x0 <= box.x0 and box.x1 <= inside.x1 and inside.y0 <= box.y0 and box.y1 <= inside.y1, (box, inside)
+    plt.close(fig)
+
+
 def test_error_vs_memory_rejects_ragged_curves():
     with pytest.raises(ValueError, match="one error per"):
         viz.plot_error_vs_memory({"int4": ([4.5, 4.25], [0.1])})

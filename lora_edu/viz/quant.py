@@ -39,7 +39,7 @@ def plot_weight_histogram(weight, name: str = "weight", ax=None, bins: int = 201
 
 
 def plot_code_values(codes: dict, sample=None, title: str = "The 16 values of each 4-bit format"):
-    """Each format's values (``label -> 16 numbers in [-1, 1]``) as a row of dots; above them, if given, a
+    """Each format's values (``label -> its values in [-1, 1]``, 16 at most) as a row of dots; above them, if given, a
     histogram of ``sample`` (weights divided by their block's absmax, so also in [-1, 1]).
 
     A format serves the weights well when its values are dense where the histogram is high.
@@ -116,7 +116,13 @@ def plot_error_vs_memory(curves: dict, chosen=None, ax=None, title: str = "Error
         if chosen is not None:
             x, y, text = chosen
             ax.plot([x], [y], "o", ms=16, mfc="none", mec="k", mew=2)
-            ax.annotate(text, (x, y), xytext=(12, 12), textcoords="offset points", fontsize=10,
+            # the label points into the plot, away from the nearest edges, so it never leaves the axes
+            xs_all = [float(v) for xs, _ in curves.values() for v in xs]
+            ys_all = [float(v) for _, ys in curves.values() for v in ys if float(v) > 0]
+            right = x > (min(xs_all) + max(xs_all)) / 2
+            top = bool(ys_all) and y > (min(ys_all) * max(ys_all)) ** 0.5  # the log axis's middle
+            ax.annotate(text, (x, y), xytext=(-14 if right else 14, -14 if top else 14), textcoords="offset points",
+                        ha="right" if right else "left", va="top" if top else "bottom", fontsize=10,
                         bbox=dict(boxstyle="round", fc="w", ec="0.5"))
         ax.set_yscale("log")
         ax.set_xlabel("bits per parameter (codes + one fp32 absmax per block)")
