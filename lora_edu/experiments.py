@@ -180,7 +180,6 @@ def fit_and_measure(model, tokenizer, cfg: RunConfig, precision: Precision | Non
     from .distributed import barrier
     from .evaluation import evaluate
     from .model import trainable_parameters
-    from .qlora import NF4Linear
 
     device = next(model.parameters()).device
     precision = precision or precision_policy(device)
@@ -214,9 +213,8 @@ def fit_and_measure(model, tokenizer, cfg: RunConfig, precision: Precision | Non
         out_of_memory = True
     if out_of_memory:  # raised here, outside the except block, so no traceback keeps the full GPU alive
         raise OutOfGPUMemory(oom_message(cfg))
-    trainable, total = trainable_parameters(model)
-    total += sum(m.in_features * m.out_features for m in model.modules() if isinstance(m, NF4Linear))  # buffers
-    out.row = make_row(cfg, out, trainable, total, loss)  # QLoRA's 4-bit weights counted, as PEFT counts them
+    trainable, total = trainable_parameters(model)  # QLoRA's 4-bit weights counted, as PEFT counts them
+    out.row = make_row(cfg, out, trainable, total, loss)
     return out
 
 

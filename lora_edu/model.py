@@ -165,11 +165,16 @@ def mark_only_lora_as_trainable(model: nn.Module, bias: str = "none") -> nn.Modu
 
 
 def trainable_parameters(model: nn.Module) -> tuple[int, int]:
-    """``(trainable, total)`` parameter counts; a tied weight (embedding = head) counts once, as in PEFT."""
+    """``(trainable, total)`` parameter counts; a tied weight (embedding = head) counts once, as in PEFT.
+
+    A 4-bit layer (``qlora.NF4Linear``) keeps its codes in buffers; its ``quantized_numel`` weights count in the
+    total, as PEFT counts a bitsandbytes 4-bit weight, so a QLoRA model and its fp32 twin report the same numbers.
+    """
     trainable = total = 0
     for param in model.parameters():  # parameters() yields each shared tensor once
         total += param.numel()
         trainable += param.numel() if param.requires_grad else 0
+    total += sum(getattr(module, "quantized_numel", 0) for module in model.modules())
     return trainable, total
 
 

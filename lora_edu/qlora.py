@@ -139,6 +139,12 @@ class NF4Linear(nn.Module):
         # compute in compute_dtype, return in the input's dtype (as bitsandbytes' Linear4bit)
         return _DequantizeLinear.apply(x.to(self.compute_dtype), self, self.bias).to(x.dtype)
 
+    @property
+    def quantized_numel(self) -> int:
+        """The weights the 4-bit codes stand for: ``trainable_parameters`` counts them, as PEFT counts
+        bitsandbytes' packed ``Params4bit`` (the codes are buffers here, so ``parameters()`` skips them)."""
+        return self.in_features * self.out_features
+
     def nbytes(self) -> int:
         """Bytes of the stored weight: packed codes plus constants (the bias is not counted)."""
         return sum(b.numel() * b.element_size() for b in self.buffers(recurse=False))

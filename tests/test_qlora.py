@@ -12,7 +12,7 @@ from torch import nn
 from lora_edu import quant
 from lora_edu.config import LoraConfig
 from lora_edu.layers import LoraLinear
-from lora_edu.model import inject_lora, lora_layers, merge_and_unload, unload
+from lora_edu.model import inject_lora, lora_layers, merge_and_unload, trainable_parameters, unload
 from lora_edu.pretrained import tiny_llama
 from lora_edu.qlora import (
     MERGE_WARNING,
@@ -86,6 +86,24 @@ def test_nf4linear_matches_bitsandbytes_linear4bit(double_quant):
     assert torch.equal(ours.weight, bnb.functional.dequantize_4bit(theirs.weight.data, state))
     x = torch.randn(3, 5, 64)
     assert torch.equal(ours(x), theirs(x))
+
+
+def test_trainable_parameters_counts_4bit_weights_as_peft_counts_bitsandbytes():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bnb = pytest.importorskip("bitsandbytes")
+    lin = make_linear(64, 48)
+    theirs = bnb.nn.Linear4bit(64, 48, compute_dtype=torch.float32, quant_type="nf4")
+    theirs.weight = bnb.nn.Params4bit(lin.weight.data.clone(), requires_grad=False, quant_type="nf4", blocksize=64)
+    theirs = theirs.to("cpu").requires_grad_(False)  # quantizes: the packed weight holds 64 * 48 / 2 bytes
+    assert theirs.weight.numel() == 64 * 48 // 2
+    ours = NF4Linear.from_linear(lin)
+    assert trainable_parameters(ours) == peft.PeftModel.get_nb_trainable_parameters(theirs) == (0, 64 * 48 + 48)
+    # a QLoRA model reports the counts of its fp32 twin (notebook 07 against notebook 04/08)
+    config = LoraConfig(r=4, target_modules=["q_proj", "v_proj"])
+    fp32 = inject_lora(tiny_llama(seed=0), config)
+    four_bit = prepare_qlora(tiny_llama(seed=0), config)
+    assert trainable_parameters(four_bit) == trainable_parameters(fp32)
 
 
 # --- the layer: forward and backward -----------------------------------------------------------------------
