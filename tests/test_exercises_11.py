@@ -28,3 +28,12 @@ test_reference_answers_pass, test_wrong_answers_fail_with_a_hint, test_placehold
 def test_malformed_answers_do_not_raise():
     assert not exercises.check_random_phi("about a tenth")
     assert not exercises.check_amplification(lambda *args: "big")
+
+
+def test_a_stub_function_is_told_to_write_the_function(capsys):
+    def amplification(delta_w, weight, r):  # the notebook's cell as a learner first runs it
+        ...
+
+    assert not exercises.check_amplification(amplification)
+    out = capsys.readouterr().out
+    assert "write the function first" in out and "TypeError" not in out

@@ -61,8 +61,12 @@ def check_function(name: str, fn, reference, inputs: list[tuple], hint: str, ato
     if _unanswered(fn):
         return report(name, False, "write the function first. " + hint)
     try:
-        ok = all(torch.allclose(torch.as_tensor(fn(*args)), torch.as_tensor(reference(*args)), atol=atol)
-                 for args in inputs)
+        results = [fn(*args) for args in inputs]
+        if any(result is None for result in results):  # a stub whose body is still `...`, or no return
+            return report(name, False, "write the function first: it returned None (is its body still `...`, "
+                          "or is the `return` missing?). " + hint)
+        ok = all(torch.allclose(torch.as_tensor(result), torch.as_tensor(reference(*args)), atol=atol)
+                 for result, args in zip(results, inputs, strict=True))
     except Exception as e:  # a learner's bug is a hint, not a crash
         return report(name, False, f"calling it raised {type(e).__name__}: {e}. " + hint)
     return report(name, ok, hint)
