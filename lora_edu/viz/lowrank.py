@@ -3,7 +3,10 @@ reconstructions, captured energy, subspace similarity (lora_edu.lowrank)."""
 
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 
 from .core import style
 
@@ -81,9 +84,10 @@ def plot_rank_k(W, k: int, svd=None, cmap: str = "gray", name: str = "picture"):
         for ax in axes[:3]:
             ax.axis("off")
         ax = axes[3]
-        ax.plot(range(len(rel)), rel, label="Eckart-Young error, every k")
+        ax.plot(range(1, len(rel)), rel[1:], label="Eckart-Young error, every k")  # from k = 1: a log axis
         ax.plot([k], [float(rel[k])], "o", color="C3", label=f"k = {k}: {float(rel[k]):.1%}")
-        ax.set_xlabel("rank k")
+        ax.set_xscale("log")  # the first tens of ranks do most of the work; a linear axis squeezes them
+        ax.set_xlabel("rank k (log scale)")
         ax.set_ylabel(r"relative error $\|W - W_k\|_F / \|W\|_F$")
         ax.set_title(f"factors store {stored:,} numbers, {stored / (m * n):.1%} of {m * n:,}", fontsize=10)
         ax.legend()
@@ -124,10 +128,12 @@ def plot_similarity_grids(grids: dict, side: str = "right"):
         for ax, (title, grid) in zip(axes[0], grids.items(), strict=True):
             grid = torch.as_tensor(grid).detach().cpu()  # matplotlib reads host memory
             p, q = grid.shape
-            im = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", origin="lower",
-                           extent=(0.5, q + 0.5, 0.5, p + 0.5))
+            im = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", origin="lower", extent=(0.5, q + 0.5, 0.5, p + 0.5),
+                           aspect="auto" if p != q else "equal")  # an 8 x 64 grid fills the panel, as in Fig. 3
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_xlabel("j (top-j directions of the 2nd)", fontsize=12)
-            ax.set_title(title, fontsize=13)
+            ax.set_title(textwrap.fill(title, 26), fontsize=12)  # long titles wrap instead of running together
             ax.grid(False)
         axes[0, 0].set_ylabel("i (top-i directions of the 1st)", fontsize=12)
         fig.colorbar(im, ax=axes[0].tolist(), label=rf"$\phi(i, j)$ ({side} singular vectors)")
