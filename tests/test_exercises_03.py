@@ -2,7 +2,7 @@
 
 from exercise_checks import solutions, standard_tests
 
-from lora_edu import exercises
+from lora_edu import exercises, toy
 
 SOLUTIONS = solutions("03")
 
@@ -22,3 +22,24 @@ def test_malformed_answers_do_not_raise():
     assert not exercises.check_toy_scaling(2.0)  # a number, not the (standard, rslora) pair
     assert not exercises.check_alpha_equivalence("twice")
     assert not exercises.check_toy_loss_floor("five")
+
+
+def test_the_experiment_accepts_an_honest_pair_of_runs_and_says_if_the_prediction_held(capsys):
+    runs = SOLUTIONS["run_standard"], SOLUTIONS["run_rslora"]
+    assert exercises.check_rank_rule_experiment("rslora", *runs)
+    assert exercises.check_rank_rule_experiment("alpha/r", *runs)  # a wrong prediction is still a valid experiment
+    out = capsys.readouterr().out
+    assert out.count("correct!") == 2 and "it held." in out and "it did not." in out
+
+
+def test_the_experiment_refuses_runs_that_do_not_test_the_question(capsys):
+    std, rs = SOLUTIONS["run_standard"], SOLUTIONS["run_rslora"]
+    wide = SOLUTIONS["wide_task"]
+    assert not exercises.check_rank_rule_experiment("rslora", rs, std)  # the two rules swapped
+    assert not exercises.check_rank_rule_experiment("rslora", std, toy.train_lora_on_toy(
+        16, lora_alpha=8, steps=100, lr=1e-2, task=wide, use_rslora=True))  # two knobs changed
+    assert not exercises.check_rank_rule_experiment("rslora", toy.train_lora_on_toy(16, lora_alpha=8, steps=60), rs)
+    assert not exercises.check_rank_rule_experiment("maybe", std, rs)
+    assert not exercises.check_rank_rule_experiment(..., ..., ...)
+    out = capsys.readouterr().out
+    assert "swapped" not in out and "use_rslora=True" in out and "one knob" in out and "wide_task" in out

@@ -74,3 +74,12 @@ def test_plot_output_change_handles_a_zero_update():
     h = torch.randn(5, 4, generator=torch.Generator().manual_seed(1))
     fig = viz.plot_output_change(h, torch.zeros_like(h))
     assert fig.axes[1].lines[0].get_xdata()[0] == 0.0
+
+
+def test_lora_diagram_draws_both_paths_with_their_sizes():
+    ax = viz.plot_lora_diagram(1536, 576, 8, 16)
+    texts = " ".join(t.get_text() for t in ax.texts)
+    for part in ("576 x 1536", "8 x 1536", "576 x 8", "frozen", "starts at 0", "r = 8", "= 2"):
+        assert part in texts, part
+    with pytest.raises(ValueError, match="positive int"):
+        viz.plot_lora_diagram(1536, 576, 0, 16)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from .core import Check, check_function, check_value
+from .core import Check, _unanswered, check_function, check_value, report
 
 # --- notebook 02 ---
 # Checkers for notebooks/02_lora_layer.ipynb. SmolLM2-135M: hidden size 576, MLP 1536, 30 decoder layers;
@@ -97,3 +97,45 @@ def check_alpha_equivalence(answer) -> Check:
     return check_value("03.4 alpha as a learning rate", answer, (2.0, 2.0),
                        hint="write B A * c*s as (sqrt(c) B)(sqrt(c) A) * s; Adam moves every entry by about "
                             "lr whatever the gradient's size, so each factor's steps must grow by sqrt(c).")
+
+
+EX03_WIDE_START = sum((4 * 0.93**i) ** 2 for i in range(64))  # exercise 03.5: the wide task's loss at B = 0
+
+
+def check_rank_rule_experiment(prediction, run_standard, run_rslora) -> Check:
+    """Exercise 03.5, an experiment: r = 16 on section 8's wide task under alpha / r and under rsLoRA, the same
+    alpha, lr and steps. Any honest pair of runs passes; the line after it says whether the prediction held."""
+    name = "03.5 experiment: alpha / r against rsLoRA at r = 16"
+    answers = (prediction, run_standard, run_rslora)
+    if any(_unanswered(a) for a in answers):
+        return report(name, False, "replace each placeholder `...`: your prediction (\"rslora\" or \"alpha/r\"), "
+                      "then the two runs of toy.train_lora_on_toy, then re-run.")
+    from ..toy import ToyRun
+
+    pick = str(prediction).strip().lower().replace(" ", "")
+    problems = []
+    if pick not in ("rslora", "alpha/r"):
+        problems.append(f"the prediction should be \"rslora\" or \"alpha/r\", not {prediction!r}")
+    if not (isinstance(run_standard, ToyRun) and isinstance(run_rslora, ToyRun)):
+        problems.append("pass the two ToyRun objects that toy.train_lora_on_toy returns")
+    else:
+        if (run_standard.r, run_rslora.r) != (16, 16):
+            problems.append(f"both runs should have r = 16 (got {run_standard.r} and {run_rslora.r})")
+        if run_standard.use_rslora or not run_rslora.use_rslora:
+            problems.append("the first run uses alpha / r (use_rslora=False), the second use_rslora=True")
+        if (run_standard.lora_alpha, run_standard.lr) != (run_rslora.lora_alpha, run_rslora.lr):
+            problems.append("change one knob only: the same lora_alpha and lr in both runs")
+        if len(run_standard.expected_losses) != len(run_rslora.expected_losses) or len(run_standard.losses) < 50:
+            problems.append("the same number of steps in both, at least 50")
+        starts = (float(run_standard.expected_losses[0]), float(run_rslora.expected_losses[0]))
+        if any(abs(start - EX03_WIDE_START) > 1e-3 * EX03_WIDE_START for start in starts):
+            problems.append("train on section 8's wide_task (task=wide_task): its loss starts at "
+                            f"{EX03_WIDE_START:.1f}")
+    if problems:
+        return report(name, False, "; ".join(problems) + ".")
+    lower = "rslora" if run_rslora.final_loss < run_standard.final_loss else "alpha/r"
+    check = report(name, True, "")
+    print(f"  measured after {len(run_standard.losses)} steps: alpha / r {run_standard.final_loss:.3g}, rsLoRA "
+          f"{run_rslora.final_loss:.3g}; you predicted {pick}: "
+          + ("it held." if lower == pick else "it did not. Section 8 says why; say it in your own words."))
+    return check

@@ -8,7 +8,54 @@ import matplotlib.pyplot as plt
 from .core import style
 
 # --- notebook 02 ---
-# Figures for notebooks/02_lora_layer.ipynb: initialisations of A, scaling against r, an update's effect.
+# Figures for notebooks/02_lora_layer.ipynb: the layer itself, initialisations of A, scaling against r, an
+# update's effect.
+
+
+def plot_lora_diagram(in_features: int, out_features: int, r: int, lora_alpha: float, ax=None):
+    """The LoRA layer as the paper's Figure 1 draws it: the input x feeds the frozen W0 and, beside it, A
+    (in -> r, narrowing) then B (r -> out); the two paths are summed into h. Widths follow the real sizes,
+    except that the rank is drawn wider than to scale so that it stays visible."""
+    from matplotlib.patches import Circle, Polygon, Rectangle
+
+    for name, value in (("in_features", in_features), ("out_features", out_features), ("r", r)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}. Fix: e.g. 1536, 576, 8.")
+    wide = 3.4  # drawing width of the larger of in and out
+    w_in, w_out = (wide * n / max(in_features, out_features) for n in (in_features, out_features))
+    w_r = max(0.35, wide * r / max(in_features, out_features))
+    with style():
+        if ax is None:
+            _, ax = plt.subplots(figsize=(7.5, 5.2))
+        left, right = 2.6, 7.4  # centres of the two paths
+        ax.add_patch(Rectangle((5 - w_in / 2 - 2.2, 0.3), w_in + 4.4, 0.6, fc="0.9", ec="0.3"))
+        ax.text(5, 0.6, f"x  (in = {in_features})", ha="center", va="center")
+        ax.add_patch(Rectangle((left - w_in / 2, 2.2), w_in, 3.6, fc="#cfe2f3", ec="C0", lw=1.5))
+        ax.text(left, 4.0, f"$W_0$\n{out_features} x {in_features}\nfrozen", ha="center", va="center")
+        ax.add_patch(Polygon([(right - w_in / 2, 2.2), (right + w_in / 2, 2.2), (right + w_r / 2, 3.7),
+                              (right - w_r / 2, 3.7)], fc="#fde0c5", ec="C1", lw=1.5))
+        ax.text(right, 2.75, f"$A$: {r} x {in_features}\nrandom (kaiming)", ha="center", va="center", fontsize=9)
+        ax.add_patch(Polygon([(right - w_r / 2, 4.3), (right + w_r / 2, 4.3), (right + w_out / 2, 5.8),
+                              (right - w_out / 2, 5.8)], fc="#fde0c5", ec="C1", lw=1.5))
+        ax.text(right + max(w_out, w_r) / 2 + 0.15, 5.05, f"$B$: {out_features} x {r}\nstarts at 0",
+                ha="left", va="center", fontsize=9)
+        ax.text(right + w_r / 2 + 0.25, 4.0, f"r = {r}", ha="left", va="center", fontsize=9, color="C1")
+        ax.add_patch(Circle((5, 7.3), 0.32, fc="w", ec="0.3"))
+        ax.text(5, 7.3, "+", ha="center", va="center", fontsize=16)
+        ax.add_patch(Rectangle((5 - w_out / 2 - 1.2, 8.4), w_out + 2.4, 0.6, fc="0.9", ec="0.3"))
+        ax.text(5, 8.7, f"h  (out = {out_features})", ha="center", va="center")
+        arrow = dict(arrowstyle="->", color="0.3", lw=1.2)
+        for x0, y0, x1, y1 in ((left, 0.9, left, 2.2), (right, 0.9, right, 2.2), (left, 5.8, 4.72, 7.15),
+                               (right, 5.8, 5.28, 7.15), (5, 7.62, 5, 8.4), (right, 3.7, right, 4.3)):
+            ax.annotate("", (x1, y1), (x0, y0), arrowprops=arrow)
+        ax.text(6.55, 6.75, f"x $\\alpha/r$ = {lora_alpha / r:g}", ha="center", fontsize=9, color="C1")
+        ax.text(left, 6.2, "$x W_0^\\top$", ha="center", fontsize=10, color="C0")
+        ax.set_xlim(0, 10.5)
+        ax.set_ylim(0, 9.3)
+        ax.axis("off")
+        ax.set_title("A LoRA layer: only $A$ and $B$ train; at the start $B = 0$, so $h = x W_0^\\top$ exactly",
+                     fontsize=11)
+    return ax
 
 def plot_init_distributions(samples: dict, bound: float | None = None, bins: int = 80, ax=None):
     """Histograms (as densities) of the entries of each ``label -> tensor`` in ``samples``, on one axis.

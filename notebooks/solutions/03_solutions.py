@@ -16,6 +16,16 @@ toy_lora_parameters = 8 * 64 + 64 * 8
 # size, so the factors that are twice as large need steps twice as large: lr * 2, and A's init * 2.
 alpha_equivalence = (math.sqrt(4), math.sqrt(4))
 
+# 03.5 (an experiment): rsLoRA ends lower after 100 steps. At r = 16 its scaling is 8 / sqrt(16) = 2 against
+# alpha / r's 0.5, so each Adam step moves delta W four times as far, and a task with 64 directions to learn
+# rewards that speed (section 8: at step 100, 15.2 against 32.2; both reach the floor of 11.6 given enough steps).
+from lora_edu import toy  # noqa: E402
+
+wide_task = toy.make_toy_task(singular_values=[4 * 0.93**i for i in range(64)], seed=0)
+prediction = "rslora"
+run_standard = toy.train_lora_on_toy(16, lora_alpha=8, steps=100, lr=3e-3, task=wide_task)
+run_rslora = toy.train_lora_on_toy(16, lora_alpha=8, steps=100, lr=3e-3, task=wide_task, use_rslora=True)
+
 if __name__ == "__main__":
     from lora_edu import exercises
 
@@ -23,3 +33,4 @@ if __name__ == "__main__":
     exercises.check_toy_scaling(toy_scaling)
     exercises.check_toy_lora_parameters(toy_lora_parameters)
     exercises.check_alpha_equivalence(alpha_equivalence)
+    exercises.check_rank_rule_experiment(prediction, run_standard, run_rslora)
