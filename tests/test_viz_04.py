@@ -10,14 +10,17 @@ import pytest  # noqa: E402
 from lora_edu import memory, viz  # noqa: E402
 
 
-def test_trainable_bars_log_scale_with_count_and_share():
+def test_trainable_bars_are_shares_on_a_linear_axis_with_count_and_share():
     ax = viz.plot_trainable_by_target({"q, v": 460_800, "all-linear": 2_442_240, "full": 1_000_000_000},
                                       total=1_000_000_000)
-    assert ax.get_xscale() == "log"
-    assert [p.get_width() for p in ax.patches] == [460_800, 2_442_240, 1_000_000_000]
+    assert ax.get_xscale() == "linear"  # a bar's length is its share of the model
+    assert [p.get_width() for p in ax.patches] == pytest.approx([0.04608, 0.244224, 100.0])
     texts = [t.get_text() for t in ax.texts]
     assert texts == ["460,800 (0.05%)", "2,442,240 (0.24%)", "1,000,000,000 (100.00%)"]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["q, v", "all-linear", "full"]
+    ax.figure.canvas.draw()  # every label inside the axes, the long bar's too (it used to be cut at the right)
+    inside = ax.get_window_extent()
+    assert all(t.get_window_extent().x1 <= inside.x1 for t in ax.texts)
     plt.close("all")
 
 
@@ -31,6 +34,9 @@ def test_training_loss_plots_each_run_and_the_lr():
     assert list(twin.lines[0].get_ydata()) == pytest.approx([h["lr"] for h in history])
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert labels == ["a", "b", "learning rate (right axis)"]
+    ax.figure.canvas.draw()  # the legend sits above the highest point of the lr line, not over it
+    top_of_lr = twin.transData.transform((1, max(h["lr"] for h in history)))[1]
+    assert ax.get_legend().get_window_extent().y0 > top_of_lr
     plt.close("all")
     ax = viz.plot_training_loss({"a": history}, show_lr=False)
     assert len(ax.figure.axes) == 1

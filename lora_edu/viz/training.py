@@ -13,7 +13,8 @@ from .core import style
 
 def plot_trainable_by_target(counts: dict, total: int, ax=None,
                              title: str = "Trainable parameters by choice of target modules"):
-    """Horizontal bars (log scale) of trainable parameters, each labelled with its count and share of ``total``.
+    """Horizontal bars of trainable parameters as a share of ``total`` (a linear axis, so a bar's length is its
+    share: LoRA's bars are slivers next to full fine-tuning's, which is the point), each labelled with its count.
 
     ``counts`` maps a label (e.g. "q_proj, v_proj (r=8)") to a number of parameters; ``total`` is the base
     model's parameter count, which full fine-tuning trains (add it to ``counts`` to draw it as a bar).
@@ -22,15 +23,16 @@ def plot_trainable_by_target(counts: dict, total: int, ax=None,
         if ax is None:
             _, ax = plt.subplots(figsize=(8, 0.55 * len(counts) + 1.2))
         labels, values = list(counts), [float(v) for v in counts.values()]
-        bars = ax.barh(range(len(values)), values, color=["C7" if v >= total else "C0" for v in values])
-        for bar, v in zip(bars, values, strict=True):
-            ax.annotate(f"{v:,.0f} ({100 * v / total:.2f}%)", (v, bar.get_y() + bar.get_height() / 2),
-                        xytext=(4, 0), textcoords="offset points", va="center", fontsize=9)
+        shares = [100 * v / total for v in values]
+        bars = ax.barh(range(len(values)), shares, color=["C7" if v >= total else "C0" for v in values])
+        for bar, v, share in zip(bars, values, shares, strict=True):
+            ax.annotate(f"{v:,.0f} ({share:.2f}%)", (share, bar.get_y() + bar.get_height() / 2),
+                        xytext=(4 if share < 60 else -4, 0), textcoords="offset points", va="center", fontsize=9,
+                        ha="left" if share < 60 else "right", color="k" if share < 60 else "w")
         ax.set_yticks(range(len(values)), labels)
         ax.invert_yaxis()  # the first entry on top
-        ax.set_xscale("log")
-        ax.set_xlim(min(values) / 3, max(values) * 12)  # room for the labels right of the bars
-        ax.set_xlabel(f"trainable parameters (log scale); % of the {total:,} in the base model")
+        ax.set_xlim(0, max(100.0, max(shares)) * 1.02)
+        ax.set_xlabel(f"trainable parameters, % of the {total:,} in the base model")
         ax.set_title(title, fontsize=11)
         ax.grid(axis="y", visible=False)
         ax.figure.tight_layout()
@@ -61,7 +63,7 @@ def plot_training_loss(histories: dict, ax=None, show_lr: bool = True,
             lr_line, = twin.plot([h["step"] + 1 for h in first], [h["lr"] for h in first], color="0.5", ls="--",
                                  lw=1)
             twin.set_ylabel("learning rate", color="0.4")
-            twin.set_ylim(0, max(h["lr"] for h in first) * 1.1)
+            twin.set_ylim(0, max(h["lr"] for h in first) * 1.5)  # headroom: the legend sits above the lr line
             twin.grid(False)
             handles, labels = handles + [lr_line], labels + ["learning rate (right axis)"]
         ax.legend(handles, labels, loc="upper right", fontsize=9)
