@@ -21,6 +21,7 @@ from .data import AGE_RANGE, CITIES, FIRST_NAMES, FORMAT_KEYS, JOBS, LAST_NAMES,
 
 KINDS = ("wrong_value", "broken_json", "truncated")
 _BREAKS = ("no closing brace", "single quotes", "trailing comma")
+_NAMES = tuple(f"{first} {last}" for first in FIRST_NAMES for last in LAST_NAMES)  # built once, not per example
 
 
 def _wrong_value(fields: dict, rng: random.Random) -> str:
@@ -32,8 +33,7 @@ def _wrong_value(fields: dict, rng: random.Random) -> str:
                    if a != fields["age"]]
         wrong["age"] = rng.choice(choices)
     else:
-        pool = {"city": CITIES, "job": JOBS,
-                "name": [f"{first} {last}" for first in FIRST_NAMES for last in LAST_NAMES]}[key]
+        pool = {"city": CITIES, "job": JOBS, "name": _NAMES}[key]
         wrong[key] = rng.choice([value for value in pool if value != fields[key]])
     return format_target(wrong)
 
