@@ -34,6 +34,7 @@ from .model import (
     mark_only_lora_as_trainable,
     merge_and_unload,
     print_trainable_parameters,
+    rescale_adapter_scale,
     trainable_parameters,
     unload,
 )
@@ -86,6 +87,7 @@ __all__ = [
     "mark_only_lora_as_trainable",
     "merge_and_unload",
     "print_trainable_parameters",
+    "rescale_adapter_scale",
     "trainable_parameters",
     "unload",
     "DEFAULT_MODEL",

@@ -205,9 +205,11 @@ def scores(metrics: dict | None) -> dict | None:
 
 
 def metrics_table(before: dict, after: dict) -> str:
-    """A small before/after table of exact match (all, seen, held-out phrasings) and field accuracy."""
-    rows = [("exact match", "exact_match"), ("  seen phrasings", "exact_match_seen"),
-            ("  held-out phrasings", "exact_match_held_out")]
+    """A small before/after table of exact match (all, seen, held-out phrasings, each with its n) and field
+    accuracy."""
+    rows = [("exact match", "exact_match")]
+    rows += [(f"  {label} phrasings" + (f" (n={before[f'n_{key}']})" if f"n_{key}" in before else ""),
+              f"exact_match_{key}") for label, key in (("seen", "seen"), ("held-out", "held_out"))]
     if "field_accuracy" in before:
         rows += [("field accuracy (mean)", "field_accuracy_mean")]
         rows += [(f"  {k}", ("field_accuracy", k)) for k in FORMAT_KEYS]

@@ -48,7 +48,8 @@ def evaluate(model, tokenizer, examples: list[dict], task: str | None = None, ma
     """Generate for every example and score it against ``target``.
 
     Returns ``n``, ``exact_match`` (a fraction), ``exact_match_seen`` / ``exact_match_held_out`` (examples
-    whose phrasing was or was not in training, from ``held_out_template``; None when there are none), for the
+    whose phrasing was or was not in training, from ``held_out_template``; None when there are none) with their
+    counts ``n_seen`` / ``n_held_out``, for the
     format task ``field_accuracy`` (key -> fraction of records with that value exactly right) and
     ``valid_json`` (fraction with a parsable record), and the ``predictions``.
     """
@@ -63,8 +64,8 @@ def evaluate(model, tokenizer, examples: list[dict], task: str | None = None, ma
 
     result = {"task": task, "n": len(examples), "exact_match": rate(hits)}
     for name, held_out in (("seen", False), ("held_out", True)):
-        result[f"exact_match_{name}"] = rate([h for h, ex in zip(hits, examples, strict=True)
-                                               if bool(ex.get("held_out_template", False)) == held_out])
+        group = [h for h, ex in zip(hits, examples, strict=True) if bool(ex.get("held_out_template", False)) == held_out]
+        result[f"exact_match_{name}"], result[f"n_{name}"] = rate(group), len(group)
     if task == "format":
         missing = [i for i, ex in enumerate(examples) if not isinstance(ex.get("fields"), dict)]
         if missing:

@@ -9,8 +9,10 @@ Explained in notebooks/02_lora_layer.ipynb and used from notebook 03 on.
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 from torch import nn
 
@@ -262,3 +264,31 @@ def unload(model: nn.Module) -> nn.Module:
             layer.unmerge()
         _replace(model, name, layer.base_layer)
     return model
+
+
+@contextmanager
+def rescale_adapter_scale(model: nn.Module, multiplier: float):
+    """Multiply every LoRA layer's ``scaling`` by ``multiplier`` inside a ``with`` block, as PEFT's
+    ``peft.helpers.rescale_adapter_scale``: 0 is the base model, 1 the adapter as trained, 2 its update doubled.
+
+    The old values come back when the block ends, also on an error. Merged layers are refused: their update is
+    already in the weight, so changing ``scaling`` would change nothing (and unmerging would subtract the wrong
+    amount).
+    """
+    if isinstance(multiplier, bool) or not isinstance(multiplier, numbers.Real) or not math.isfinite(multiplier):
+        raise ValueError(f"multiplier must be a finite number, got {multiplier!r}. Fix: pass e.g. 0.5 or 2.")
+    layers = [layer for _, layer in lora_layers(model)]
+    if not layers:
+        raise ValueError("The model has no LoRA layers to rescale. Fix: inject_lora or load_adapter first.")
+    merged = [name for name, layer in lora_layers(model) if layer.merged]
+    if merged:
+        raise ValueError(f"{len(merged)} LoRA layers are merged (e.g. {merged[0]}): their update is in the weight, "
+                         "so rescaling would not change the output. Fix: unmerge them first.")
+    saved = [layer.scaling for layer in layers]
+    try:
+        for layer, scaling in zip(layers, saved, strict=True):
+            layer.scaling = scaling * float(multiplier)
+        yield model
+    finally:
+        for layer, scaling in zip(layers, saved, strict=True):
+            layer.scaling = scaling

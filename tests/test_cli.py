@@ -236,3 +236,12 @@ def test_merge_of_a_tied_head_is_refused_before_training(tiny, tmp_path, capsys)
                           "--target-modules", "q_proj,lm_head", *FAST], capsys)
     assert code == 2 and "tied" in err and "Traceback" not in err
     assert "Evaluating" not in out and not out_dir.exists()
+
+
+def test_metrics_table_prints_the_n_of_every_group():
+    before = {"n": 40, "exact_match": 0.0, "exact_match_seen": 0.0, "n_seen": 34, "exact_match_held_out": 0.0,
+              "n_held_out": 6}
+    after = {**before, "exact_match": 1.0, "exact_match_seen": 1.0, "exact_match_held_out": 1.0}
+    table = cli.metrics_table(before, after)
+    assert "metric (n=40)" in table and "seen phrasings (n=34)" in table and "held-out phrasings (n=6)" in table
+    assert table.splitlines()[-1].split()[-2:] == ["0.0%", "100.0%"]

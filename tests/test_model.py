@@ -18,6 +18,7 @@ from lora_edu.model import (
     mark_only_lora_as_trainable,
     merge_and_unload,
     print_trainable_parameters,
+    rescale_adapter_scale,
     trainable_parameters,
     unload,
 )
@@ -103,6 +104,41 @@ def test_forward_merge_and_unload_match_peft():
         assert k1 == k2 and torch.equal(v1, v2), k1
     # (W0 + BA) x rounds differently from W0 x + B(Ax) in float32, so the merged logits are only close.
     torch.testing.assert_close(ours(ids).logits, logits, rtol=1e-4, atol=1e-5)
+
+
+def test_rescale_adapter_scale_matches_peft_and_restores():
+    from peft.helpers import rescale_adapter_scale as peft_rescale
+
+    ours, theirs = both(r=4, lora_alpha=8, target_modules="all-linear")
+    torch.manual_seed(3)
+    with torch.no_grad():
+        for name, layer in lora_layers(ours):
+            layer.lora_B.weight.normal_(std=0.1)
+            theirs.get_submodule(PEFT_PREFIX + name).lora_B["default"].weight.copy_(layer.lora_B.weight)
+    ids = torch.randint(0, 128, (2, 9))
+    trained = ours(ids).logits
+    for multiplier in (0.5, 2):
+        with rescale_adapter_scale(ours, multiplier), peft_rescale(theirs, multiplier):
+            torch.testing.assert_close(ours(ids).logits, theirs(ids).logits, rtol=0, atol=1e-6)
+    with rescale_adapter_scale(ours, 0):  # 0: the base model's outputs
+        torch.testing.assert_close(ours(ids).logits, tiny_llama()(ids).logits, rtol=0, atol=1e-6)
+    assert torch.equal(ours(ids).logits, trained)  # the scaling came back
+    with pytest.raises(RuntimeError), rescale_adapter_scale(ours, 3):
+        raise RuntimeError("a failing cell")
+    assert all(layer.scaling == 2.0 for _, layer in lora_layers(ours))  # restored after an error too
+
+
+def test_rescale_adapter_scale_refuses_bad_input():
+    model = inject_lora(tiny_llama(), LoraConfig(r=4, lora_alpha=8))
+    for bad in (float("nan"), float("inf"), "2", True, None):
+        with pytest.raises(ValueError, match="finite number"), rescale_adapter_scale(model, bad):
+            pass
+    with pytest.raises(ValueError, match="no LoRA layers"), rescale_adapter_scale(tiny_llama(), 2):
+        pass
+    next(lora_layers(model))[1].merge()
+    with pytest.raises(ValueError, match="merged.*unmerge"), rescale_adapter_scale(model, 2):
+        pass
+    assert all(layer.scaling == 2.0 for _, layer in lora_layers(model))  # a refusal changes nothing
 
 
 def test_unload_gives_the_plain_model_back():

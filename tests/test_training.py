@@ -247,6 +247,7 @@ def test_evaluate_scores_exact_match_fields_and_held_out_split(monkeypatch):
     m = evaluate(None, None, examples)
     assert m["task"] == "format" and m["n"] == 4 and m["exact_match"] == 0.5
     assert m["exact_match_held_out"] == 0.5 and m["exact_match_seen"] == 0.5
+    assert (m["n_seen"], m["n_held_out"]) == (2, 2)
     assert m["field_accuracy"] == {"name": 1.0, "age": 1.0, "job": 1.0, "city": 1.0}
     assert m["valid_json"] == 1.0 and m["predictions"] == answers
 

@@ -75,3 +75,18 @@ def test_generations_table_rows_escape_and_mark_exact_matches():
 def test_generations_table_refuses_mismatched_lengths():
     with pytest.raises(ValueError, match="same length"):
         viz.generations_table([{"prompt": "p", "target": "t"}], ["a", "b"], ["c"])
+
+
+def test_adapter_strength_counts_k_of_n_and_rings_the_current_strength():
+    results = {0.0: {"n": 4, "exact_match": 0.0, "valid_json": 0.5}, 1.0: {"n": 4, "exact_match": 1.0, "valid_json": 1.0},
+               2.0: {"n": 4, "exact_match": 0.25, "valid_json": 0.75}}
+    ax = viz.plot_adapter_strength([0.0, 1.0, 2.0], results, 2.0)
+    exact, exact_ring, valid, valid_ring = ax.lines[:4]
+    assert exact.get_ydata().tolist() == [0, 4, 1] and valid.get_ydata().tolist() == [2, 4, 3]  # counts of n = 4
+    assert (exact_ring.get_xdata()[0], exact_ring.get_ydata()[0]) == (2.0, 1)
+    assert ax.get_ylabel() == "test examples (of n = 4)"
+    ax.figure.canvas.draw()  # the legend sits below the axes, off the curves
+    assert ax.get_legend().get_window_extent().y1 < ax.get_window_extent().y0
+    with pytest.raises(ValueError, match="was not measured"):
+        viz.plot_adapter_strength([0.0, 1.0], results, 0.5)
+    plt.close("all")

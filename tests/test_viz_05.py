@@ -40,9 +40,22 @@ def test_merge_rounding_histogram_one_per_dtype_with_vanished_share():
     ax = viz.plot_merge_rounding(weight, delta, bins=10)
     labels = ax.get_legend_handles_labels()[1]
     assert labels[-1] == "half a spacing: smaller entries round away"
-    assert "bfloat16: 100.0% of entries vanish" in labels and "float32: 0.0% of entries vanish" in labels
+    assert "bfloat16: 100.0% of n = 16 entries vanish" in labels and "float32: 0.0% of n = 16 entries vanish" in labels
     assert len(ax.patches) == 20  # 10 bins per dtype
     assert ax.get_lines()[0].get_xdata()[0] == -1
+    ax.figure.canvas.draw()  # the legend sits in the head room, above the tallest bar
+    tallest = max(ax.patches, key=lambda p: p.get_height())
+    assert ax.get_legend().get_window_extent().y0 > tallest.get_window_extent().y1
+
+
+def test_merge_rounding_histogram_keeps_a_fixed_x_axis():
+    weight = torch.full((4, 4), 0.5)
+    ax = viz.plot_merge_rounding(weight, torch.full((4, 4), 1e-3), bins=10, xlim=(-20, 30))
+    assert ax.get_xlim() == (-20, 30)
+    ax = viz.plot_merge_rounding(weight, torch.full((4, 4), 1e6), bins=10, xlim=(-20, 30))  # beyond the axis
+    assert ax.get_xlim() == (-20, 30) and sum(p.get_height() for p in ax.patches) == 32  # clamped, none lost
+    ax = viz.plot_merge_rounding(weight, torch.full((4, 4), 1e12), bins=10, xlim=(-20, 30))  # all beyond it
+    assert sum(p.get_height() for p in ax.patches) == 32
 
 
 def test_merge_rounding_histogram_rejects_bad_input():

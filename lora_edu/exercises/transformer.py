@@ -62,6 +62,62 @@ def check_adam_state_bytes(answer) -> Check:
                                        "per layer, 7 types, 30 layers).")
 
 
+EX04_SEVEN = set(SMOLLM2_LINEAR_SHAPES)
+
+
+def _targets(config) -> str | None:
+    """"qv" / "all" for the two target choices of exercise 04.5, None for anything else."""
+    targets = getattr(config, "target_modules", None)
+    if targets == "all-linear" or (isinstance(targets, (list, tuple, set)) and set(targets) == EX04_SEVEN):
+        return "all"
+    if isinstance(targets, (list, tuple, set)) and set(targets) == {"q_proj", "v_proj"}:
+        return "qv"
+    return None
+
+
+def check_targets_experiment(prediction, qv_experiment, all_linear_experiment) -> Check:
+    """Exercise 04.5, an experiment: 12+ steps on the format task with LoRA on q_proj, v_proj and on all linear
+    layers, the same r, alpha and recipe. Any honest pair passes; the line after it says if the prediction held."""
+    name = "04.5 experiment: q_proj, v_proj against all-linear"
+    answers = (prediction, qv_experiment, all_linear_experiment)
+    if any(_unanswered(a) for a in answers):
+        return report(name, False, "replace each placeholder `...`: your prediction (\"q_proj,v_proj\" or "
+                      "\"all-linear\"), then (config, run) for each of the two runs, then re-run.")
+    from ..config import LoraConfig
+    from ..training import TrainResult
+
+    pick = str(prediction).strip().lower().replace(" ", "").replace('"', "")
+    pick = {"q_proj,v_proj": "qv", "qv": "qv", "all-linear": "all", "all": "all"}.get(pick)
+    problems = [] if pick else [f"the prediction should be \"q_proj,v_proj\" or \"all-linear\", not {prediction!r}"]
+    pairs = (qv_experiment, all_linear_experiment)
+    if not all(isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], LoraConfig) and isinstance(p[1], TrainResult)
+               for p in pairs):
+        problems.append("pass each experiment as (config, run): the LoraConfig you injected and what train returned")
+        return report(name, False, "; ".join(problems) + ".")
+    (qv_config, qv_run), (all_config, all_run) = pairs
+    if (_targets(qv_config), _targets(all_config)) != ("qv", "all"):
+        problems.append('the first config targets ["q_proj", "v_proj"], the second "all-linear"')
+    if (qv_config.r, qv_config.lora_alpha) != (all_config.r, all_config.lora_alpha):
+        problems.append("change one knob only: the same r and lora_alpha in both configs")
+    qv_lrs, all_lrs = [h["lr"] for h in qv_run.history], [h["lr"] for h in all_run.history]
+    if len(qv_lrs) < 12 or qv_lrs != all_lrs:
+        problems.append("train both with the same recipe (steps, lr, warmup), at least 12 steps each")
+    if problems:
+        return report(name, False, "; ".join(problems) + ".")
+
+    def final(run):  # the mean of the last 3 steps: one easy batch does not decide it
+        return sum(h["loss"] for h in run.history[-3:]) / 3
+
+    lower = "qv" if final(qv_run) < final(all_run) else "all"
+    check = report(name, True, "")
+    said = {"qv": "q_proj,v_proj", "all": "all-linear"}
+    print(f"  measured after {len(qv_lrs)} steps (mean loss of the last 3): q_proj,v_proj {final(qv_run):.4f}, "
+          f"all-linear {final(all_run):.4f}; you predicted {said[pick]}: "
+          + ("it held." if lower == pick else "it did not. Section 4's counts say how many more numbers each "
+                                              "step moves; say it in your own words."))
+    return check
+
+
 # --- notebook 05 ---
 # Checkers for notebooks/05_merging.ipynb. SmolLM2-135M: hidden 576, MLP 1536, q_proj/o_proj 576 x 576,
 # k_proj/v_proj 576 -> 192, gate_proj/up_proj 576 -> 1536, down_proj 1536 -> 576.

@@ -37,12 +37,13 @@ from .serving import plot_serving_throughput
 from .training import (
     MEMORY_COLORS,
     generations_table,
+    plot_adapter_strength,
     plot_memory_comparison,
     plot_trainable_by_target,
     plot_training_loss,
     plot_training_memory,
 )
 from .updates import plot_phi, plot_rank_run, plot_target_sets
-from .variants import plot_against_rank, plot_variant_comparison
+from .variants import plot_against_rank, plot_first_adam_step, plot_variant_comparison
 
-__all__ = ["MEMORY_COLORS", "MODEL_BYTES_PARTS", "STYLE", "format_memory", "generations_table", "plot_against_rank", "plot_code_values", "plot_energy", "plot_error_vs_memory", "plot_error_vs_rank", "plot_format_errors", "plot_init_distributions", "plot_latency", "plot_lora_diagram", "plot_loss_curves", "plot_memory_comparison", "plot_merge_rounding", "plot_model_bytes", "plot_output_change", "plot_phi", "plot_rank_k", "plot_rank_run", "plot_rank_sweep", "plot_run_summary", "plot_scaling", "plot_serving_throughput", "plot_similarity_grids", "plot_singular_values", "plot_spectra", "plot_target_sets", "plot_toy_run", "plot_trainable_by_target", "plot_training_loss", "plot_training_memory", "plot_variant_comparison", "plot_weight_histogram", "runs_table", "sliders", "style"]
+__all__ = ["MEMORY_COLORS", "MODEL_BYTES_PARTS", "STYLE", "format_memory", "generations_table", "plot_adapter_strength", "plot_against_rank", "plot_code_values", "plot_energy", "plot_error_vs_memory", "plot_error_vs_rank", "plot_first_adam_step", "plot_format_errors", "plot_init_distributions", "plot_latency", "plot_lora_diagram", "plot_loss_curves", "plot_memory_comparison", "plot_merge_rounding", "plot_model_bytes", "plot_output_change", "plot_phi", "plot_rank_k", "plot_rank_run", "plot_rank_sweep", "plot_run_summary", "plot_scaling", "plot_serving_throughput", "plot_similarity_grids", "plot_singular_values", "plot_spectra", "plot_target_sets", "plot_toy_run", "plot_trainable_by_target", "plot_training_loss", "plot_training_memory", "plot_variant_comparison", "plot_weight_histogram", "runs_table", "sliders", "style"]

@@ -45,12 +45,14 @@ def plot_latency(times: dict, ax=None, title: str = "Forward-pass latency on one
 
 
 def plot_merge_rounding(weight, delta, dtypes=None, ax=None, bins: int = 120,
-                        title: str = "How big is each update entry next to the gaps between stored weights?"):
+                        title: str = "How big is each update entry next to the gaps between stored weights?",
+                        xlim: tuple | None = None):
     """Histogram of ``log2(|delta| / spacing(w))`` per dtype, where ``w`` is ``weight`` stored in that dtype.
 
     Left of the dashed line (half a spacing) an entry of delta_W rounds away when merged; near it, it is
     rounded to a whole number of spacings. The legend gives each dtype's vanished share (``merging.merge_rounding``,
-    over all nonzero entries); the histogram leaves out entries where W0 is exactly 0.
+    over all n nonzero entries, n printed) in head room above the bars; the histogram leaves out entries where W0
+    is exactly 0. ``xlim`` fixes the x axis (a slider that rescales delta then moves the bars, not the axis).
     """
     import torch
 
@@ -69,15 +71,24 @@ def plot_merge_rounding(weight, delta, dtypes=None, ax=None, bins: int = 120,
     ratios = {dt: torch.log2(delta[shown].abs() / spacing(weight.to(dt), dt)[shown]) for dt in dtypes}
     low = min(float(r.min()) for r in ratios.values())
     high = max(float(r.max()) for r in ratios.values())
+    if xlim is not None:
+        low, high = max(low, xlim[0]), min(high, xlim[1])
+        if low >= high:  # every entry beyond one end of the axis: the bins span the whole axis
+            low, high = xlim
     edges = torch.linspace(low, high, bins + 1).numpy()
+    n = int((delta != 0).sum())
     with style():
         if ax is None:
             _, ax = plt.subplots(figsize=(9, 3.8))
         for i, (dt, r) in enumerate(ratios.items()):
             lost = merge_rounding(weight, delta, dt)["vanished"]
             name = str(dt).removeprefix("torch.")
-            ax.hist(r.numpy(), bins=edges, color=f"C{i}", alpha=0.7, label=f"{name}: {100 * lost:.1f}% of entries vanish")
+            ax.hist(r.clamp(low, high).numpy(), bins=edges, color=f"C{i}", alpha=0.7,
+                    label=f"{name}: {100 * lost:.1f}% of n = {n:,} entries vanish")
         ax.axvline(-1, color="k", ls="--", label="half a spacing: smaller entries round away")
+        if xlim is not None:
+            ax.set_xlim(*xlim)
+        ax.set_ylim(0, 1.5 * max(p.get_height() for p in ax.patches))  # head room: the legend sits above the bars
         ax.set_xlabel(r"$\log_2(|\Delta W_{ij}|\ /\ $spacing of stored numbers at $W_{0,ij})$")
         ax.set_ylabel("entries")
         ax.set_title(title, fontsize=11)

@@ -182,3 +182,33 @@ def plot_training_memory(n_params: float, trainable_fraction: float = 0.01, weig
         ax.figure.tight_layout()
     plt.show()
     return ax.figure
+
+
+def plot_adapter_strength(strengths, results: dict, current: float, ax=None):
+    """Notebook 04's slider figure: exact match and valid JSON (k of n) against the adapter's strength.
+
+    ``results`` maps each strength in ``strengths`` (the multiplier of every layer's ``scaling``) to an
+    ``evaluate`` result on the same n examples; ``current`` (one of ``strengths``) is marked. Returns the axes.
+    """
+    strengths = list(strengths)
+    if current not in strengths:
+        raise ValueError(f"strength {current} was not measured; pick one of {strengths}.")
+    n = results[strengths[0]]["n"]
+    with style():
+        if ax is None:
+            _, ax = plt.subplots(figsize=(8, 4.2))
+        for key, label, marker in (("exact_match", "exact match", "o-"), ("valid_json", "valid JSON", "s--")):
+            counts = [round(results[m][key] * n) for m in strengths]
+            line, = ax.plot(strengths, counts, marker, label=label)
+            ax.plot([current], [counts[strengths.index(current)]], "o", ms=14, mfc="none", mew=2,
+                    color=line.get_color())
+        ax.axvline(current, color="gray", lw=0.8, ls=":")
+        ax.axvline(1.0, color="k", lw=0.8, alpha=0.4)
+        ax.annotate("as trained", (1.0, n + 0.4), ha="center", fontsize=9, color="0.35")
+        ax.set_ylim(-0.5, n + 1.2)
+        ax.set_xlabel("adapter strength (multiplier of s = alpha / r; 0 = the base model)")
+        ax.set_ylabel(f"test examples (of n = {n})")
+        ax.set_title(f"The format adapter turned down and up: strength {current:g}", fontsize=11)
+        ax.legend(fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)  # off the data
+        ax.figure.tight_layout()
+    return ax
