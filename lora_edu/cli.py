@@ -219,8 +219,8 @@ def metrics_table(before: dict, after: dict) -> str:
         v = m[key[0]][key[1]] if isinstance(key, tuple) else m.get(key)
         return "-" if v is None else f"{100 * v:.1f}%"
 
-    lines = [f"{'metric (n=' + str(before['n']) + ')':<24}{'before':>9}{'after':>9}", "-" * 42]
-    lines += [f"{label:<24}{cell(before, key):>9}{cell(after, key):>9}" for label, key in rows]
+    lines = [f"{'metric (n=' + str(before['n']) + ')':<28}{'before':>9}{'after':>9}", "-" * 46]
+    lines += [f"{label:<28}{cell(before, key):>9}{cell(after, key):>9}" for label, key in rows]
     return "\n".join(lines)
 
 

@@ -44,3 +44,25 @@ def test_merge_sequences_answer_matches_lora_linear(letter):
     except ValueError:
         ok = False
     assert ok == (letter in SOLUTIONS["merge_sequences"])
+
+
+def test_the_merge_dtype_experiment_accepts_honest_reports_and_refuses_the_rest(capsys):
+    import torch
+
+    from lora_edu import merging
+
+    torch.manual_seed(0)
+    weight, delta = torch.randn(64, 64) * 0.05, torch.randn(64, 64) * 1e-4
+    bf16, fp16 = merging.merge_rounding(weight, delta, torch.bfloat16), merging.merge_rounding(weight, delta, torch.float16)
+    assert exercises.check_merge_dtype_experiment("bf16", bf16, fp16)
+    assert exercises.check_merge_dtype_experiment("fp16", bf16, fp16)  # a wrong prediction is still an experiment
+    out = capsys.readouterr().out
+    assert out.count("correct!") == 2 and "it held." in out and "it did not." in out
+    other = merging.merge_rounding(weight, 10 * delta, torch.float16)
+    assert not exercises.check_merge_dtype_experiment("bf16", fp16, bf16)  # swapped dtypes
+    assert not exercises.check_merge_dtype_experiment("bf16", bf16, other)  # another delta W
+    assert not exercises.check_merge_dtype_experiment("int8", bf16, fp16)
+    assert not exercises.check_merge_dtype_experiment("bf16", 0.5, 0.1)
+    assert not exercises.check_merge_dtype_experiment(..., ..., ...)
+    out = capsys.readouterr().out
+    assert "correct!" not in out and out.count("Hint") == 5

@@ -39,3 +39,18 @@ def test_a_wide_grid_fills_its_panel_with_whole_number_ticks():
     ax = fig.axes[0]
     assert ax.get_aspect() == "auto"
     assert all(float(t).is_integer() for t in ax.get_yticks())
+
+
+def test_spectra_that_overlap_stay_visible_and_the_rank_k_legend_is_off_the_curve():
+    import torch
+
+    S = torch.linspace(10, 0.1, 50)
+    ax = viz.plot_spectra({"pretrained": S, "fine-tuned": S * 1.001}, normalize=False)
+    assert [ln.get_linestyle() for ln in ax.get_lines()] == ["-", "--"]  # the second does not hide the first
+    assert ax.get_lines()[0].get_linewidth() > ax.get_lines()[1].get_linewidth()
+    plt.close("all")
+    W = torch.randn(40, 30)
+    fig = viz.plot_rank_k(W, 5)
+    (legend,) = [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
+    assert legend._loc == 3  # lower left
+    plt.close("all")

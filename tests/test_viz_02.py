@@ -48,7 +48,10 @@ def test_plot_scaling_with_change_panel_and_marked_rank():
     assert len(fig.axes[0].lines) == 4  # two curves and a marker on each at r = 2
     marked = [line.get_ydata()[0] for line in fig.axes[0].lines[1::2]]
     assert marked == pytest.approx([8 / 2, 8 / math.sqrt(2)])
-    assert [list(line.get_ydata()) for line in fig.axes[1].lines] == [[0.3, 0.2, 0.1], [0.3, 0.3, 0.3]]
+    curves = fig.axes[1].lines[0::2]
+    assert [list(line.get_ydata()) for line in curves] == [[0.3, 0.2, 0.1], [0.3, 0.3, 0.3]]
+    assert [line.get_ydata()[0] for line in fig.axes[1].lines[1::2]] == [0.2, 0.3]  # r = 2 ringed there too
+    assert fig.axes[0].get_legend()._loc == 3  # lower left: off the falling curves
 
 
 def test_plot_output_change_panels_and_median():

@@ -81,7 +81,7 @@ def test_adapter_strength_counts_k_of_n_and_rings_the_current_strength():
     results = {0.0: {"n": 4, "exact_match": 0.0, "valid_json": 0.5}, 1.0: {"n": 4, "exact_match": 1.0, "valid_json": 1.0},
                2.0: {"n": 4, "exact_match": 0.25, "valid_json": 0.75}}
     ax = viz.plot_adapter_strength([0.0, 1.0, 2.0], results, 2.0)
-    exact, exact_ring, valid, valid_ring = ax.lines[:4]
+    valid, valid_ring, exact, exact_ring = ax.lines[:4]  # exact match drawn last, on top
     assert exact.get_ydata().tolist() == [0, 4, 1] and valid.get_ydata().tolist() == [2, 4, 3]  # counts of n = 4
     assert (exact_ring.get_xdata()[0], exact_ring.get_ydata()[0]) == (2.0, 1)
     assert ax.get_ylabel() == "test examples (of n = 4)"

@@ -89,3 +89,17 @@ def test_error_vs_memory_label_stays_inside_the_axes(corner):
 def test_error_vs_memory_rejects_ragged_curves():
     with pytest.raises(ValueError, match="one error per"):
         viz.plot_error_vs_memory({"int4": ([4.5, 4.25], [0.1])})
+
+
+def test_error_vs_memory_label_covers_no_curve():
+    # notebook 06's shape: error falls about 2x per extra bit, so the lower-left corner is empty
+    blocks = (4096, 256, 64, 16)
+    curves = {f"int{b}": ([b + 32 / B for B in blocks], [2.0 ** -b * (1 + 8 / B) for B in blocks]) for b in range(2, 9)}
+    ax = viz.plot_error_vs_memory(curves, chosen=(4.5, 2.0 ** -4 * 1.125, "int4, blocks of 64\nNF4, same memory"))
+    fig = ax.figure
+    fig.canvas.draw()
+    box = ax.texts[-1].get_bbox_patch().get_window_extent(fig.canvas.get_renderer())
+    for line in ax.get_lines()[:-1]:  # every curve's points (the last line is the ring)
+        for px, py in ax.transData.transform(line.get_xydata()):
+            assert not (box.x0 <= px <= box.x1 and box.y0 <= py <= box.y1), (line.get_label(), px, py)
+    plt.close(fig)

@@ -57,6 +57,14 @@ def test_rank_sweep_means_over_seeds_rslora_and_base_line():
     assert fmt_acc.get_xscale() == "log" and fmt_loss.get_yscale() == "log"
     assert [t.get_text() for t in fmt_acc.get_xticklabels()] == ["1", "8", "64"]
     assert know_acc.get_title() == "knowledge task"
+    plt.close("all")
+    fig = viz.plot_rank_sweep(rows, highlight=("format", 64))  # the sweep browser rings one (task, rank)
+    rings = [ln for ln in fig.axes[0].lines if ln.get_markersize() == 15]
+    assert [(ln.get_xdata()[0], ln.get_ydata()[0]) for ln in rings] == [(64, pytest.approx(74.0))]
+    assert not [ln for ln in fig.axes[1].lines if ln.get_markersize() == 15]  # only the format column
+    with pytest.raises(ValueError, match="not in the sweep"):
+        viz.plot_rank_sweep(rows, highlight=("format", 16))
+    plt.close("all")
 
 
 def test_runs_table_and_memory_format():

@@ -73,3 +73,52 @@ def check_function(name: str, fn, reference, inputs: list[tuple], hint: str, ato
 
 
 # Checkers for each notebook follow, one section per notebook, in notebook order.
+
+
+def check_paired_runs(name: str, prediction, labels: dict, experiments: tuple, knob, same: tuple, knob_hint: str,
+                      why: str, min_steps: int = 12) -> Check:
+    """An experiment exercise on a real model: two ``(LoraConfig, TrainResult)`` pairs that differ in one knob.
+
+    ``labels`` maps the knob's two values (in the order of ``experiments``) to what a learner writes as the
+    prediction; ``knob(config)`` reads the value from a config; ``same`` names the config fields that must
+    agree; both runs must follow one recipe (the same lr at every step, ``min_steps`` or more). Any honest
+    pair passes; a second line says which ended lower (mean loss of the last 3 steps) and whether the
+    prediction held.
+    """
+    if any(_unanswered(a) for a in (prediction, *experiments)):
+        return report(name, False, "replace each placeholder `...`: your prediction ("
+                      + " or ".join(f'"{v}"' for v in labels.values()) + "), then (config, run) for each of the "
+                      "two runs, then re-run.")
+    from ..config import LoraConfig
+    from ..training import TrainResult
+
+    said = str(prediction).strip().lower().replace(" ", "").replace('"', "")
+    pick = next((k for k, v in labels.items() if said in (k, v.replace(" ", "").lower())), None)
+    problems = [] if pick else ["the prediction should be " + " or ".join(f'"{v}"' for v in labels.values())
+                                + f", not {prediction!r}"]
+    if not all(isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], LoraConfig) and isinstance(p[1], TrainResult)
+               for p in experiments):
+        problems.append("pass each experiment as (config, run): the LoraConfig you injected and what train returned")
+        return report(name, False, "; ".join(problems) + ".")
+    (config_a, run_a), (config_b, run_b) = experiments
+    if (knob(config_a), knob(config_b)) != tuple(labels):
+        problems.append(knob_hint)
+    differ = [f for f in same if getattr(config_a, f) != getattr(config_b, f)]
+    if differ:
+        problems.append(f"change one knob only: {', '.join(differ)} differ between the two configs")
+    lrs_a, lrs_b = [h["lr"] for h in run_a.history], [h["lr"] for h in run_b.history]
+    if len(lrs_a) < min_steps or lrs_a != lrs_b:
+        problems.append(f"train both with the same recipe (steps, lr, warmup), at least {min_steps} steps each")
+    if problems:
+        return report(name, False, "; ".join(problems) + ".")
+
+    def final(run):  # the mean of the last 3 steps: one easy batch does not decide it
+        return sum(h["loss"] for h in run.history[-3:]) / 3
+
+    (key_a, label_a), (key_b, label_b) = labels.items()
+    lower = key_a if final(run_a) < final(run_b) else key_b
+    check = report(name, True, "")
+    print(f"  measured after {len(lrs_a)} steps (mean loss of the last 3): {label_a} {final(run_a):.4f}, "
+          f"{label_b} {final(run_b):.4f}; you predicted {labels[pick]}: "
+          + ("it held." if lower == pick else f"it did not. {why}"))
+    return check

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from .core import Check, _unanswered, check_function, check_value, report
+from .core import Check, _unanswered, check_function, check_paired_runs, check_value, report
 
 # --- notebook 04 ---
 # Checkers for notebooks/04_lora_in_a_transformer.ipynb. SmolLM2-135M: hidden 576, MLP 1536, 30 decoder
@@ -78,44 +78,11 @@ def _targets(config) -> str | None:
 def check_targets_experiment(prediction, qv_experiment, all_linear_experiment) -> Check:
     """Exercise 04.5, an experiment: 12+ steps on the format task with LoRA on q_proj, v_proj and on all linear
     layers, the same r, alpha and recipe. Any honest pair passes; the line after it says if the prediction held."""
-    name = "04.5 experiment: q_proj, v_proj against all-linear"
-    answers = (prediction, qv_experiment, all_linear_experiment)
-    if any(_unanswered(a) for a in answers):
-        return report(name, False, "replace each placeholder `...`: your prediction (\"q_proj,v_proj\" or "
-                      "\"all-linear\"), then (config, run) for each of the two runs, then re-run.")
-    from ..config import LoraConfig
-    from ..training import TrainResult
-
-    pick = str(prediction).strip().lower().replace(" ", "").replace('"', "")
-    pick = {"q_proj,v_proj": "qv", "qv": "qv", "all-linear": "all", "all": "all"}.get(pick)
-    problems = [] if pick else [f"the prediction should be \"q_proj,v_proj\" or \"all-linear\", not {prediction!r}"]
-    pairs = (qv_experiment, all_linear_experiment)
-    if not all(isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], LoraConfig) and isinstance(p[1], TrainResult)
-               for p in pairs):
-        problems.append("pass each experiment as (config, run): the LoraConfig you injected and what train returned")
-        return report(name, False, "; ".join(problems) + ".")
-    (qv_config, qv_run), (all_config, all_run) = pairs
-    if (_targets(qv_config), _targets(all_config)) != ("qv", "all"):
-        problems.append('the first config targets ["q_proj", "v_proj"], the second "all-linear"')
-    if (qv_config.r, qv_config.lora_alpha) != (all_config.r, all_config.lora_alpha):
-        problems.append("change one knob only: the same r and lora_alpha in both configs")
-    qv_lrs, all_lrs = [h["lr"] for h in qv_run.history], [h["lr"] for h in all_run.history]
-    if len(qv_lrs) < 12 or qv_lrs != all_lrs:
-        problems.append("train both with the same recipe (steps, lr, warmup), at least 12 steps each")
-    if problems:
-        return report(name, False, "; ".join(problems) + ".")
-
-    def final(run):  # the mean of the last 3 steps: one easy batch does not decide it
-        return sum(h["loss"] for h in run.history[-3:]) / 3
-
-    lower = "qv" if final(qv_run) < final(all_run) else "all"
-    check = report(name, True, "")
-    said = {"qv": "q_proj,v_proj", "all": "all-linear"}
-    print(f"  measured after {len(qv_lrs)} steps (mean loss of the last 3): q_proj,v_proj {final(qv_run):.4f}, "
-          f"all-linear {final(all_run):.4f}; you predicted {said[pick]}: "
-          + ("it held." if lower == pick else "it did not. Section 4's counts say how many more numbers each "
-                                              "step moves; say it in your own words."))
-    return check
+    return check_paired_runs(
+        "04.5 experiment: q_proj, v_proj against all-linear", prediction, {"qv": "q_proj,v_proj", "all": "all-linear"},
+        (qv_experiment, all_linear_experiment), knob=_targets, same=("r", "lora_alpha", "use_rslora"),
+        knob_hint='the first config targets ["q_proj", "v_proj"], the second "all-linear"',
+        why="Section 4's counts say how many more numbers each step moves; say it in your own words.")
 
 
 # --- notebook 05 ---
@@ -172,3 +139,33 @@ def check_merge_sequences(answer) -> Check:
                   "a fresh layer is unmerged; merge() on a merged layer and unmerge() on an unmerged one raise "
                   "ValueError; when merges and unmerges pair up the weight is back at W0 up to rounding (each pair can "
                   "leave an entry half an fp32 spacing off, as section 5 measured).")
+
+
+def check_merge_dtype_experiment(prediction, bf16_report, fp16_report) -> Check:
+    """Exercise 05.5, an experiment: merge one trained layer's update into W0 stored in bf16 and in fp16
+    (``merging.merge_rounding``) and see which loses more. Any two honest reports pass; the dtype of each is
+    read off its ``half_spacing`` (bf16 2^-8, fp16 2^-11), and a second line says if the prediction held."""
+    name = "05.5 experiment: bf16 against fp16 merges"
+    if any(_unanswered(a) for a in (prediction, bf16_report, fp16_report)):
+        return report(name, False, 'replace each placeholder `...`: your prediction ("bf16" or "fp16": which loses '
+                      "more of the update), then the two dicts merging.merge_rounding returns, then re-run.")
+    pick = str(prediction).strip().lower().replace("float16", "fp16").replace("bfloat16", "bf16")
+    problems = [] if pick in ("bf16", "fp16") else [f'the prediction should be "bf16" or "fp16", not {prediction!r}']
+    keys = ("vanished", "relative_error", "median_relative_size", "half_spacing")
+    if not all(isinstance(r, dict) and all(k in r for k in keys) for r in (bf16_report, fp16_report)):
+        problems.append("pass the two dicts that merging.merge_rounding(layer.weight, delta, dtype) returns")
+        return report(name, False, "; ".join(problems) + ".")
+    if (bf16_report["half_spacing"], fp16_report["half_spacing"]) != (2.0**-8, 2.0**-11):
+        problems.append("the first report should be for torch.bfloat16, the second for torch.float16 (their "
+                        "half_spacing says which dtype each was measured in)")
+    sizes = (bf16_report["median_relative_size"], fp16_report["median_relative_size"])
+    if min(sizes) <= 0 or max(sizes) > 1.05 * min(sizes):
+        problems.append("measure the same layer's delta W in both (their median |dW| / |W0| should agree)")
+    if problems:
+        return report(name, False, "; ".join(problems) + ".")
+    worse = "bf16" if bf16_report["vanished"] > fp16_report["vanished"] else "fp16"
+    check = report(name, True, "")
+    print(f"  measured: bf16 loses {bf16_report['vanished']:.1%} of the update's entries, fp16 "
+          f"{fp16_report['vanished']:.1%}; you predicted {pick}: "
+          + ("it held." if worse == pick else "it did not. Count the mantissa bits of each format."))
+    return check

@@ -73,11 +73,13 @@ def plot_run_summary(rows: list[dict], title: str = "Fine-tuning runs: what each
     return fig
 
 
-def plot_rank_sweep(rows: list[dict], title: str = "The rank sweep: everything fixed but r"):
+def plot_rank_sweep(rows: list[dict], title: str = "The rank sweep: everything fixed but r",
+                    highlight: tuple | None = None):
     """Exact match (top) and answer loss (bottom) after training against r (log2 x axis), one column per task.
 
     LoRA with lora_alpha = 2r: the mean over seeds (line) and each seed (dots); rsLoRA rows as a second line;
     the base model (every row's "before") as a dotted line. Diverged or unmeasured runs leave gaps.
+    ``highlight=(task, r)`` rings that task's LoRA mean at rank r (notebook 08's sweep browser).
     Returns the figure.
     """
     keys = ("task", "r", "use_rslora", "exact_match_after", "answer_loss_after", "exact_match_before",
@@ -85,6 +87,8 @@ def plot_rank_sweep(rows: list[dict], title: str = "The rank sweep: everything f
     _check_rows(rows, keys, "plot_rank_sweep")
     tasks = list(dict.fromkeys(row["task"] for row in rows))
     ranks = sorted({row["r"] for row in rows})
+    if highlight is not None and (highlight[0] not in tasks or highlight[1] not in ranks):
+        raise ValueError(f"highlight={highlight!r} is not in the sweep: tasks {tasks}, ranks {ranks}.")
     metrics = (("exact_match", "exact match after training (%)", 100.0),
                ("answer_loss", "answer loss after training (log scale)", 1.0))
     with style():
@@ -101,7 +105,11 @@ def plot_rank_sweep(rows: list[dict], title: str = "The rank sweep: everything f
                     if not points:
                         continue
                     rs = sorted(points)
-                    (mean_line,) = ax.plot(rs, [sum(points[r]) / len(points[r]) for r in rs], style_, label=name)
+                    means = [sum(points[r]) / len(points[r]) for r in rs]
+                    (mean_line,) = ax.plot(rs, means, style_, label=name)
+                    if highlight is not None and not rslora and highlight[0] == task and highlight[1] in rs:
+                        ax.plot([highlight[1]], [means[rs.index(highlight[1])]], "o", ms=15, mfc="none", mew=2,
+                                color=mean_line.get_color())
                     seeds = [(r, v) for r in rs for v in points[r]]
                     if len(seeds) > len(rs):  # several seeds: show each one
                         ax.plot(*zip(*seeds, strict=True), ".", color=mean_line.get_color(), alpha=0.4)

@@ -116,11 +116,13 @@ def plot_scaling(lora_alpha: float, ranks, change: dict | None = None, mark_r: i
 
             handles.append(Line2D([], [], ls="", marker="o", ms=11, mfc="none", color="C3",
                                   label=f"r = {mark_r} (used in the text)"))
-        ax.legend(handles=handles)
+        ax.legend(handles=handles, loc="lower left")  # the curves fall from the top left: that corner is empty
         if change:
             ax = axes[0, 1]
             for i, (label, values) in enumerate(change.items()):
                 ax.plot(ranks, [float(v) for v in values], "o-", color=f"C{i}", label=label)
+                if mark_r in ranks:  # the same rank ringed in both panels
+                    ax.plot([mark_r], [float(values[ranks.index(mark_r)])], "o", ms=11, mfc="none", color="C3")
             ax.set_xscale("log", base=2)
             ax.set_xticks(ranks, [str(r) for r in ranks])
             ax.set_xlabel("rank r")

@@ -25,10 +25,11 @@ def plot_spectra(spectra: dict, normalize: bool = True, ax=None, title: str = "S
     with style():
         if ax is None:
             _, ax = plt.subplots(figsize=(7, 4))
-        for label, S in spectra.items():
+        dashes = ["-", "--", ":", "-."]  # so that a curve lying on another one stays visible
+        for i, (label, S) in enumerate(spectra.items()):
             S = torch.as_tensor(S).detach().cpu().double()
             y = S / S.norm() if normalize else S
-            ax.semilogy(range(1, len(y) + 1), y.clamp_min(1e-12), label=label)
+            ax.semilogy(range(1, len(y) + 1), y.clamp_min(1e-12), dashes[i % 4], label=label, lw=2.5 if i == 0 else 1.5)
         ax.set_xlabel("index i (sorted, largest first)")
         ax.set_ylabel(r"$\sigma_i / \|W\|_F$" if normalize else r"$\sigma_i$")
         ax.set_title(title)
@@ -90,7 +91,7 @@ def plot_rank_k(W, k: int, svd=None, cmap: str = "gray", name: str = "picture"):
         ax.set_xlabel("rank k (log scale)")
         ax.set_ylabel(r"relative error $\|W - W_k\|_F / \|W\|_F$")
         ax.set_title(f"factors store {stored:,} numbers, {stored / (m * n):.1%} of {m * n:,}", fontsize=10)
-        ax.legend()
+        ax.legend(loc="lower left")  # the error falls from the top left: the lower left stays empty
         fig.tight_layout()
     plt.show()
     return fig

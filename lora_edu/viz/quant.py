@@ -116,14 +116,11 @@ def plot_error_vs_memory(curves: dict, chosen=None, ax=None, title: str = "Error
         if chosen is not None:
             x, y, text = chosen
             ax.plot([x], [y], "o", ms=16, mfc="none", mec="k", mew=2)
-            # the label points into the plot, away from the nearest edges, so it never leaves the axes
-            xs_all = [float(v) for xs, _ in curves.values() for v in xs]
-            ys_all = [float(v) for _, ys in curves.values() for v in ys if float(v) > 0]
-            right = x > (min(xs_all) + max(xs_all)) / 2
-            top = bool(ys_all) and y > (min(ys_all) * max(ys_all)) ** 0.5  # the log axis's middle
-            ax.annotate(text, (x, y), xytext=(-14 if right else 14, -14 if top else 14), textcoords="offset points",
-                        ha="right" if right else "left", va="top" if top else "bottom", fontsize=10,
-                        bbox=dict(boxstyle="round", fc="w", ec="0.5"))
+            # the label sits in the empty lower-left corner (few bits and little error is where no format
+            # reaches), with an arrow to the point, so it covers no curve wherever the point is
+            ax.annotate(text, (x, y), xytext=(0.02, 0.03), textcoords="axes fraction", ha="left", va="bottom",
+                        fontsize=10, bbox=dict(boxstyle="round", fc="w", ec="0.5"),
+                        arrowprops=dict(arrowstyle="->", color="0.4", lw=1))
         ax.set_yscale("log")
         ax.set_xlabel("bits per parameter (codes + one fp32 absmax per block)")
         ax.set_ylabel(r"relative error $\|\hat W - W\|_F / \|W\|_F$")

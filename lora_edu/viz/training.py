@@ -197,14 +197,14 @@ def plot_adapter_strength(strengths, results: dict, current: float, ax=None):
     with style():
         if ax is None:
             _, ax = plt.subplots(figsize=(8, 4.2))
-        for key, label, marker in (("exact_match", "exact match", "o-"), ("valid_json", "valid JSON", "s--")):
+        for key, label, marker, color in (("valid_json", "valid JSON", "s--", "C1"), ("exact_match", "exact match", "o-", "C0")):
             counts = [round(results[m][key] * n) for m in strengths]
-            line, = ax.plot(strengths, counts, marker, label=label)
+            line, = ax.plot(strengths, counts, marker, label=label, color=color)  # exact match drawn on top
             ax.plot([current], [counts[strengths.index(current)]], "o", ms=14, mfc="none", mew=2,
                     color=line.get_color())
         ax.axvline(current, color="gray", lw=0.8, ls=":")
         ax.axvline(1.0, color="k", lw=0.8, alpha=0.4)
-        ax.annotate("as trained", (1.0, n + 0.4), ha="center", fontsize=9, color="0.35")
+        ax.annotate(" as trained", (1.0, n + 0.4), ha="left", fontsize=9, color="0.35")
         ax.set_ylim(-0.5, n + 1.2)
         ax.set_xlabel("adapter strength (multiplier of s = alpha / r; 0 = the base model)")
         ax.set_ylabel(f"test examples (of n = {n})")

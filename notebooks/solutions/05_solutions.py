@@ -23,6 +23,15 @@ unmerged_share = sum(8 * (i + o) for i, o in shapes) / sum(i * o for i, o in sha
 # refused (it would add delta_W twice). (c) unmerges a layer that is not merged: refused. (e) leaves W0 + delta_W.
 merge_sequences = "ad"
 
+# 05.5 (an experiment): bf16 loses far more of the update. Both formats spend 16 bits, but bf16 keeps 8 exponent
+# bits and 7 mantissa bits, fp16 5 and 10: fp16's gaps between neighbouring numbers are 2^3 = 8 times finer, so
+# an update entry that is smaller than half a bf16 gap can still be several fp16 gaps wide. (fp16's price is its
+# range: nothing above 65,504, which is why GPUs that can train in bf16 do.) In the notebook:
+#   W0 = base_model.model.layers[15].mlp.down_proj.weight
+#   bf16_report = merging.merge_rounding(W0, delta, torch.bfloat16)
+#   fp16_report = merging.merge_rounding(W0, delta, torch.float16)
+dtype_prediction = "bf16"
+
 if __name__ == "__main__":
     from lora_edu import exercises
 
