@@ -35,3 +35,23 @@ def test_the_answers_follow_from_the_library():
     assert quant.nf4_code()[SOLUTIONS["nf4_index"]] == quant.nf4_code()[11]
     assert abs(quant.nf4_code()[11] - 0.3) < abs(quant.nf4_code()[10] - 0.3)
     assert SOLUTIONS["packed_byte"] == 0x3C
+
+
+def test_the_blocksize_experiment_recomputes_the_errors_and_says_if_the_prediction_held(capsys):
+    from lora_edu import quant
+
+    torch.manual_seed(0)
+    W = torch.randn(64, 256) * 0.02
+    errors = {b: quant.quantization_error(W, quant.dequantize_nf4(quant.quantize_nf4(W, b)))["rel_frobenius"]
+              for b in exercises.EX06_BLOCKS}
+    assert exercises.check_blocksize_experiment("more", W, errors)
+    assert exercises.check_blocksize_experiment("less", W, errors)  # a wrong prediction is still an experiment
+    out = capsys.readouterr().out
+    assert out.count("correct!") == 2 and "it held." in out and "it did not." in out
+    assert not exercises.check_blocksize_experiment("more", W, {**errors, 16: errors[16] * 1.1})  # not measured
+    assert not exercises.check_blocksize_experiment("more", W, {256: 0.1, 64: 0.1})
+    assert not exercises.check_blocksize_experiment("maybe", W, errors)
+    assert not exercises.check_blocksize_experiment("more", "W", errors)
+    assert not exercises.check_blocksize_experiment(..., ..., ...)
+    out = capsys.readouterr().out
+    assert "correct!" not in out and out.count("Hint") == 5

@@ -80,6 +80,51 @@ def check_q4_1_bits(answer) -> Check:
                             "count its bytes, times 8, divided by 32.")
 
 
+EX06_BLOCKS = (256, 64, 16)  # exercise 06.7: the three block sizes
+
+
+def check_blocksize_experiment(prediction, weight, errors) -> Check:
+    """Exercise 06.7, an experiment: NF4's relative error on one weight at blocks of 256, 64 and 16, and whether
+    going from 64 to 16 more or less than halves it. The errors are recomputed from ``weight``, so any honest
+    measurement passes and a mistyped one is caught; a second line says if the prediction held."""
+    name = "06.7 experiment: NF4 error against the block size"
+    if any(_unanswered(a) for a in (prediction, weight, errors)):
+        return report(name, False, 'replace each placeholder `...`: your prediction ("more" or "less" than half), '
+                      "the weight you quantized, and {256: error, 64: error, 16: error}, then re-run.")
+    from ..quant import dequantize_nf4, quantization_error, quantize_nf4
+
+    pick = str(prediction).strip().lower()
+    problems = [] if pick in ("more", "less") else [f'the prediction should be "more" or "less", not {prediction!r}']
+    if not (torch.is_tensor(weight) and weight.ndim == 2 and weight.is_floating_point()):
+        problems.append("pass the 2-D weight tensor you quantized (e.g. W_mlp)")
+    elif not (isinstance(errors, dict) and set(errors) == set(EX06_BLOCKS)):
+        problems.append(f"pass a dict with one error per block size {EX06_BLOCKS}")
+    else:
+        w = weight.detach().float().cpu()
+        measured = {b: quantization_error(w, dequantize_nf4(quantize_nf4(w, b)))["rel_frobenius"] for b in EX06_BLOCKS}
+        wrong = [b for b in EX06_BLOCKS if not _close_rel(errors[b], measured[b])]
+        if wrong:
+            problems.append(f"the error at blocks of {wrong[0]} is {measured[wrong[0]]:.4f} on this weight, not "
+                            f"{errors[wrong[0]]!r}: quantization_error(W, dequantize_nf4(quantize_nf4(W, "
+                            f"{wrong[0]})))['rel_frobenius']")
+    if problems:
+        return report(name, False, "; ".join(problems) + ".")
+    ratio = measured[16] / measured[64]
+    outcome = "more" if ratio < 0.5 else "less"
+    check = report(name, True, "")
+    print(f"  measured: {measured[256]:.2%} (blocks of 256), {measured[64]:.2%} (64), {measured[16]:.2%} (16); "
+          f"64 -> 16 multiplied the error by {ratio:.2f} ({outcome} than halving it); you predicted {pick}: " + ("it held." if pick == outcome else "it did not. Which weights set a "
+                                               "block's absmax, and how often does a block of 16 hold one?"))
+    return check
+
+
+def _close_rel(value, expected: float) -> bool:
+    try:
+        return abs(float(value) - expected) <= 1e-4 * expected
+    except (TypeError, ValueError):
+        return False
+
+
 # --- notebook 07 ---
 # Checkers for notebooks/07_qlora.ipynb. NF4 codes are 4 bits; double quantization stores one 8-bit code per
 # block and one fp32 absmax per 256 blocks (QLoRA section 3). GB = 1e9 bytes, as in lora_edu.memory.
