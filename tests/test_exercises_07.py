@@ -39,3 +39,25 @@ def test_the_answers_follow_from_the_library():
     t = SOLUTIONS["merge_threshold"]
     block = quant.quantize_nf4(torch.tensor([1.0, t * 0.999, t * 1.001, 0.0]), blocksize=4)
     assert quant.unpack_4bit(block.codes, 4).tolist() == [15, 7, 8, 7]
+
+
+def test_the_double_quant_experiment_recomputes_the_errors_and_says_if_the_prediction_held(capsys):
+    import torch
+
+    from lora_edu import quant
+
+    torch.manual_seed(0)
+    W = torch.randn(64, 256) * 0.02
+    errors = {dq: quant.quantization_error(W, quant.dequantize_nf4(quant.quantize_nf4(W, 64, double_quant=dq)))
+              ["rel_frobenius"] for dq in (False, True)}
+    assert exercises.check_double_quant_experiment("less", W, errors)
+    assert exercises.check_double_quant_experiment("more", W, errors)  # a wrong prediction is still an experiment
+    out = capsys.readouterr().out
+    assert out.count("correct!") == 2 and "it held." in out and "it did not." in out
+    assert not exercises.check_double_quant_experiment("less", W, {False: errors[True], True: errors[False]})
+    assert not exercises.check_double_quant_experiment("less", W, {True: 0.1})
+    assert not exercises.check_double_quant_experiment("maybe", W, errors)
+    assert not exercises.check_double_quant_experiment("less", [[1.0]], errors)
+    assert not exercises.check_double_quant_experiment(..., ..., ...)
+    out = capsys.readouterr().out
+    assert "correct!" not in out and out.count("Hint") == 5

@@ -178,3 +178,39 @@ def check_merge_threshold(answer) -> Check:
     return check_value("07.4 smallest update that changes the code", answer, float(code[8] / 2), rtol=1e-4,
                        hint="re-quantizing picks the nearest of the 16 values; the nearest positive one is "
                             "0.0796, and the boundary between two codes lies halfway between them.")
+
+
+def check_double_quant_experiment(prediction, weight, errors) -> Check:
+    """Exercise 07.5, an experiment: NF4's relative error on one weight without and with double quantization,
+    and whether DQ (8-bit block constants) raises it by more than 1% of itself. The errors are recomputed from
+    ``weight``; a second line says if the prediction held."""
+    name = "07.5 experiment: what double quantization costs in accuracy"
+    if any(_unanswered(a) for a in (prediction, weight, errors)):
+        return report(name, False, 'replace each placeholder `...`: your prediction ("more" or "less" than 1%), the '
+                      "weight you quantized, and {False: error, True: error} (double_quant off, on), then re-run.")
+    from ..quant import dequantize_nf4, quantization_error, quantize_nf4
+
+    pick = str(prediction).strip().lower()
+    problems = [] if pick in ("more", "less") else [f'the prediction should be "more" or "less", not {prediction!r}']
+    if not (torch.is_tensor(weight) and weight.ndim == 2 and weight.is_floating_point()):
+        problems.append("pass the 2-D weight tensor you quantized")
+    elif not (isinstance(errors, dict) and set(errors) == {False, True}):
+        problems.append("pass a dict {False: error without DQ, True: error with DQ}")
+    else:
+        w = weight.detach().float().cpu()
+        measured = {dq: quantization_error(w, dequantize_nf4(quantize_nf4(w, 64, double_quant=dq)))["rel_frobenius"]
+                    for dq in (False, True)}
+        wrong = [dq for dq in (False, True) if not _close_rel(errors[dq], measured[dq])]
+        if wrong:
+            problems.append(f"with double_quant={wrong[0]} the error is {measured[wrong[0]]:.5f} on this weight, "
+                            f"not {errors[wrong[0]]!r}")
+    if problems:
+        return report(name, False, "; ".join(problems) + ".")
+    rise = measured[True] / measured[False] - 1
+    outcome = "more" if rise > 0.01 else "less"
+    check = report(name, True, "")
+    print(f"  measured: {measured[False]:.4%} without double quantization, {measured[True]:.4%} with it: "
+          f"{rise:+.2%} of the error ({outcome} than 1%), for 0.373 fewer bits per weight; you predicted {pick}: "
+          + ("it held." if pick == outcome else "it did not. How precisely does an 8-bit code store a block's "
+                                                "absmax, next to how precisely 4 bits store a weight?"))
+    return check
