@@ -37,3 +37,28 @@ def test_the_answers_follow_from_the_library():
     assert (rs.scaling, rs.scaling / plain.scaling) == SOLUTIONS["rslora_scale"]
     t4 = runtime.precision_policy("cuda", capability=(7, 5))
     assert SOLUTIONS["precision_choice"][0] == (t4.dtype, t4.use_grad_scaler)
+
+
+def _row(r, loss, **changes):
+    row = {"task": "knowledge", "method": "lora", "r": r, "lora_alpha": 2 * r, "use_rslora": False, "steps": 16,
+           "batch_size": 8, "lr": 1e-3, "warmup_steps": 4, "eval_examples": 8, "n_facts": 0, "seed": 0,
+           "model_name": "HuggingFaceTB/SmolLM2-135M-Instruct", "answer_loss_after": loss}
+    return {**row, **changes}
+
+
+def test_the_sweep_rank_experiment_accepts_an_honest_run_and_refuses_the_rest(capsys):
+    sweep = [_row(1, 5.0), _row(8, 4.0), _row(8, 4.2, seed=1), _row(64, 3.0), _row(64, 2.5, use_rslora=True)]
+    assert exercises.check_sweep_rank_experiment("between", _row(16, 3.5), sweep)
+    assert exercises.check_sweep_rank_experiment("between", _row(32, 2.0), sweep)  # wrong: still an experiment
+    out = capsys.readouterr().out
+    assert out.count("correct!") == 2 and "it held." in out and "it did not." in out
+    assert "r = 8 4.100, your r = 16 3.500, r = 64 3.000 (between)" in out  # r = 8: the mean over seeds
+    assert not exercises.check_sweep_rank_experiment("between", _row(8, 3.5), sweep)  # a rank already swept
+    assert not exercises.check_sweep_rank_experiment("between", _row(16, 3.5, lora_alpha=16), sweep)
+    assert not exercises.check_sweep_rank_experiment("between", _row(16, 3.5, steps=40), sweep)  # two knobs
+    assert not exercises.check_sweep_rank_experiment("between", _row(16, None), sweep)
+    assert not exercises.check_sweep_rank_experiment("maybe", _row(16, 3.5), sweep)
+    assert not exercises.check_sweep_rank_experiment("between", "row", sweep)
+    assert not exercises.check_sweep_rank_experiment(..., ..., ...)
+    out = capsys.readouterr().out
+    assert "correct!" not in out and out.count("Hint") == 7

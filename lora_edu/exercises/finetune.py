@@ -51,3 +51,54 @@ def check_adapter_ratio(answer) -> Check:
                        134_515_008 / smollm2_lora_params(SMOLLM2_LINEAR_SHAPES, 8), rtol=1e-2,
                        hint="both are 4 bytes per number: the merged model has the base's 134,515,008 parameters "
                             "(the tied embedding once), the adapter only A and B (r * (in + out) per layer).")
+
+
+EX08_SAME = ("task", "method", "steps", "batch_size", "lr", "warmup_steps", "eval_examples", "n_facts", "use_rslora",
+             "model_name")
+
+
+def check_sweep_rank_experiment(prediction, row: dict, sweep: list) -> Check:
+    """Exercise 08.5, an experiment: one more rank of section 6's sweep on the knowledge task (r = 16 or 32,
+    lora_alpha = 2r, everything else as the sweep's runs), and whether its answer loss lands between the
+    sweep's r = 8 and r = 64 (means over seeds). Any honest run passes; a second line says if the prediction held."""
+    name = "08.5 experiment: one more rank on the sweep's curve"
+    if any(_unanswered(a) for a in (prediction, row, sweep)):
+        return report(name, False, 'replace each placeholder `...`: your prediction ("between" or "outside"), then '
+                      "the .row of experiments.run_config(...) for your run, then re-run.")
+    pick = str(prediction).strip().lower()
+    problems = [] if pick in ("between", "outside") else [f'the prediction should be "between" or "outside", '
+                                                           f"not {prediction!r}"]
+    if not (isinstance(row, dict) and isinstance(sweep, list) and sweep and all(isinstance(r, dict) for r in sweep)):
+        problems.append("pass the .row dict of your run and the notebook's `sweep` list")
+        return report(name, False, "; ".join(problems) + ".")
+    template = next((r for r in sweep if r.get("task") == "knowledge" and not r.get("use_rslora")), None)
+    if template is None:
+        return report(name, False, "the sweep has no plain-LoRA knowledge run to compare with; run section 6 first.")
+    if row.get("task") != "knowledge" or row.get("r") not in (16, 32):
+        problems.append("train the knowledge task at r = 16 or r = 32 (a rank the sweep did not run)")
+    elif row.get("lora_alpha") != 2 * row["r"]:
+        problems.append(f"use lora_alpha = 2r = {2 * row['r']}, as every run of the sweep did")
+    differ = [k for k in EX08_SAME if row.get(k) != template.get(k)]
+    if differ:
+        problems.append(f"change the rank only: {', '.join(differ)} differ from the sweep's runs "
+                        "(start from templates['knowledge'] and dataclasses.replace(..., r=..., lora_alpha=...))")
+    if row.get("answer_loss_after") is None:
+        problems.append("the run has no answer loss after training (did it diverge?)")
+    if problems:
+        return report(name, False, "; ".join(problems) + ".")
+
+    def mean_loss(r):
+        values = [x["answer_loss_after"] for x in sweep if x.get("task") == "knowledge" and x.get("r") == r
+                  and not x.get("use_rslora") and x.get("answer_loss_after") is not None]
+        return sum(values) / len(values) if values else None
+
+    low, high = mean_loss(8), mean_loss(64)
+    if low is None or high is None:
+        return report(name, False, "the sweep needs plain-LoRA knowledge runs at r = 8 and r = 64 to compare with.")
+    loss = row["answer_loss_after"]
+    outcome = "between" if min(low, high) <= loss <= max(low, high) else "outside"
+    check = report(name, True, "")
+    print(f"  measured answer loss: r = 8 {low:.3f}, your r = {row['r']} {loss:.3f}, r = 64 {high:.3f} ({outcome}); "
+          f"you predicted {pick}: " + ("it held." if pick == outcome else "it did not. Section 6's findings say how "
+                                                                         "the loss moved with the rank; why?"))
+    return check
