@@ -103,3 +103,14 @@ def test_error_vs_memory_label_covers_no_curve():
         for px, py in ax.transData.transform(line.get_xydata()):
             assert not (box.x0 <= px <= box.x1 and box.y0 <= py <= box.y1), (line.get_label(), px, py)
     plt.close(fig)
+
+
+def test_weight_histogram_legend_sits_below_the_axes():
+    import torch
+
+    w = torch.randn(200, 50) * 0.1
+    w[0, 0] = 5.0
+    ax = viz.plot_weight_histogram(w, name="w")
+    ax.figure.canvas.draw()
+    assert ax.get_legend().get_window_extent().y1 < ax.get_window_extent().y0  # off the bars and the lines
+    plt.close(ax.figure)

@@ -34,7 +34,7 @@ def plot_weight_histogram(weight, name: str = "weight", ax=None, bins: int = 201
         ax.set_ylabel("count (log scale)")
         ax.set_title(f"{name}: max |w| = {absmax:.3g} is {absmax / median:.0f}x the median |w| ({median:.3g})",
                      fontsize=10)
-        ax.legend(fontsize=9)
+        ax.legend(fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)  # off the data
     return ax
 
 
