@@ -32,31 +32,3 @@ def test_malformed_answers_do_not_raise():
     assert not exercises.check_dora_weight(lambda *args: "W")  # returns a string: a hint, not a crash
     assert not exercises.check_dora_magnitude_count("many")
 
-
-def _run(losses, lr=1e-3):
-    from lora_edu.training import TrainResult
-
-    return TrainResult(history=[{"step": i, "loss": v, "lr": lr, "grad_norm": 1.0} for i, v in enumerate(losses)])
-
-
-def test_the_alpha_experiment_accepts_an_honest_pair_and_refuses_the_rest(capsys):
-    import math
-
-    from lora_edu import LoraConfig
-
-    plain = LoraConfig(r=8, lora_alpha=16, target_modules="all-linear")
-    matched = LoraConfig(r=8, lora_alpha=16 * math.sqrt(8), target_modules="all-linear")
-    low, high = _run([0.4] * 17 + [0.01] * 3), _run([0.4] * 17 + [0.03] * 3)
-    assert exercises.check_alpha_experiment("45.25", (plain, high), (matched, low))
-    assert exercises.check_alpha_experiment(16, (plain, high), (matched, low))  # a number works; wrong is fine
-    out = capsys.readouterr().out
-    assert out.count("correct!") == 2 and "it held." in out and "it did not." in out
-    rs = LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", use_rslora=True)
-    assert not exercises.check_alpha_experiment("16", (plain, low), (rs, low))  # rsLoRA itself is not the knob
-    assert not exercises.check_alpha_experiment("16", (matched, low), (plain, low))  # swapped
-    assert not exercises.check_alpha_experiment("16", (plain, _run([0.4] * 12)), (matched, _run([0.4] * 12)))
-    qv = LoraConfig(r=8, lora_alpha=16 * math.sqrt(8), target_modules=["q_proj", "v_proj"])
-    assert not exercises.check_alpha_experiment("16", (plain, low), (qv, low))  # two knobs changed
-    assert not exercises.check_alpha_experiment(..., ..., ...)
-    out = capsys.readouterr().out
-    assert "correct!" not in out and out.count("Hint") == 5

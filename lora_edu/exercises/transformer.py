@@ -129,14 +129,14 @@ EX05_SEQUENCES = {"a": "merge, unmerge", "b": "merge, merge, unmerge, unmerge", 
 
 
 def check_merge_sequences(answer) -> Check:
-    """Exercise 05.4: which sequences (letters of EX05_SEQUENCES) run without an error on a fresh LoraLinear
-    and leave its weight at W0 (up to rounding)? Answer the letters as a string, e.g. "ab"."""
+    """Exercise 05.4: which sequences (letters of EX05_SEQUENCES) run without an error on a trained (B != 0),
+    unmerged LoraLinear and leave its weight at W0 (up to rounding)? Answer the letters as a string, e.g. "ab"."""
     if _unanswered(answer):
         return report("05.4 merge and unmerge order", False, "replace the placeholder `...` with a string of "
                       "letters, then re-run.")
     letters = "".join(sorted(c for c in str(answer).lower() if c.isalpha()))
     return report("05.4 merge and unmerge order", letters == "ad",
-                  "a fresh layer is unmerged; merge() on a merged layer and unmerge() on an unmerged one raise "
+                  "the layer starts unmerged; merge() on a merged layer and unmerge() on an unmerged one raise "
                   "ValueError; when merges and unmerges pair up the weight is back at W0 up to rounding (each pair can "
                   "leave an entry half an fp32 spacing off, as section 5 measured).")
 

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import math
-import numbers
-
 import torch
 
-from .core import Check, check_function, check_paired_runs, check_value
+from .core import Check, check_function, check_value
 
 # --- notebook 09 ---
 # Checkers for notebooks/09_variants.ipynb. SmolLM2-135M: hidden 576, MLP 1536, 30 decoder layers; q_proj is
@@ -67,27 +64,3 @@ def check_adapter_flops(answer) -> Check:
                        hint="two adapters per layer, each a down (576 -> 64) and an up (64 -> 576) matmul; "
                             "a matmul of an (in -> out) layer costs 2 * in * out FLOPs per token.")
 
-
-EX09_MATCHED_ALPHA = 16 * math.sqrt(8)  # exercise 09.6: plain LoRA at r = 8 with rsLoRA's scaling, 16 / sqrt(8)
-
-
-def _alpha_knob(config) -> str | None:
-    if config.r != 8 or config.use_rslora:
-        return None
-    return "16" if abs(config.lora_alpha - 16) < 1e-6 else "45.25" if abs(config.lora_alpha - EX09_MATCHED_ALPHA) < 0.01 \
-        else None
-
-
-def check_alpha_experiment(prediction, plain_experiment, matched_experiment) -> Check:
-    """Exercise 09.6, an experiment: plain LoRA at r = 8 with lora_alpha 16 against lora_alpha 16 sqrt(8) = 45.25
-    (rsLoRA's scaling at r = 8), the same recipe. Is rsLoRA's lead in section 6 only a larger step?"""
-    if isinstance(prediction, numbers.Real) and not isinstance(prediction, bool):
-        prediction = "16" if abs(prediction - 16) < 0.5 else "45.25" if abs(prediction - EX09_MATCHED_ALPHA) < 0.5 \
-            else prediction
-    return check_paired_runs(
-        "09.6 experiment: lora_alpha 16 against 16 sqrt(8) at r = 8", prediction, {"16": "16", "45.25": "45.25"},
-        (plain_experiment, matched_experiment), knob=_alpha_knob, same=("r", "target_modules", "use_dora"),
-        knob_hint="both configs plain LoRA (use_rslora=False) at r = 8; the first lora_alpha=16, the second "
-                  "lora_alpha=16 * math.sqrt(8)",
-        why="Compare both with section 6's rsLoRA r=8 row: what does a scaling of 5.66 change under Adam?",
-        min_steps=20)

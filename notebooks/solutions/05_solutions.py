@@ -20,14 +20,15 @@ unmerged_share = sum(8 * (i + o) for i, o in shapes) / sum(i * o for i, o in sha
 
 # 05.4: (a) and (d) pair every merge with an unmerge, so the weight is back at W0 up to rounding (in section 5,
 # 99.53% of the weights came back bit for bit and the rest within half an fp32 spacing). (b) merges twice:
-# refused (it would add delta_W twice). (c) unmerges a layer that is not merged: refused. (e) leaves W0 + delta_W.
+# refused (it would add delta_W twice). (c) unmerges a layer that is not merged: refused. (e) leaves W0 + delta_W, which is not W0 because the layer
+# is trained (B != 0; on a fresh layer B = 0 and (e) would leave W0).
 merge_sequences = "ad"
 
 # 05.5 (an experiment): bf16 loses far more of the update. Both formats spend 16 bits, but bf16 keeps 8 exponent
 # bits and 7 mantissa bits, fp16 5 and 10: fp16's gaps between neighbouring numbers are 2^3 = 8 times finer, so
 # an update entry that is smaller than half a bf16 gap can still be several fp16 gaps wide. (fp16's price is its
 # range: nothing above 65,504, which is why GPUs that can train in bf16 do.) In the notebook:
-#   W0 = base_model.model.layers[15].mlp.down_proj.weight
+#   W0 = load_model()[0].model.layers[15].mlp.down_proj.weight  # fresh: section 8 merged into base_model
 #   bf16_report = merging.merge_rounding(W0, delta, torch.bfloat16)
 #   fp16_report = merging.merge_rounding(W0, delta, torch.float16)
 dtype_prediction = "bf16"

@@ -27,33 +27,6 @@ rslora_equivalent_alpha = 16 * math.sqrt(64)
 # 30 layers: 8,847,360 FLOPs per token (about 3% of the ~270 MFLOPs of SmolLM2's 135M-parameter forward pass).
 adapter_flops = 30 * 2 * (2 * 576 * 64 + 2 * 64 * 576)
 
-
-
-# 09.6 (an experiment): lora_alpha 45.25 ends lower, and about where rsLoRA r=8 did. Measured with the function
-# below (seed 0, 20 steps of batch 8 on the format task, 2-core CPU, 325 s): mean loss of the last 3 steps 0.0309 at
-# alpha 16 and 0.0055 at alpha 45.25, against 0.0055 for section 6's rsLoRA r=8 row in the stored run. At r = 8,
-# rsLoRA is plain LoRA with a 2.83x larger scaling, and under Adam a larger scaling is a larger step (notebook 03,
-# section 7). So section 6's "rsLoRA learns faster" at r = 8 is the larger step, not something only rsLoRA does;
-# its real claim is about how the step should change as r grows. One seed, one task.
-def alpha_experiment(steps: int = 20):
-    """The two runs of 09.6 (about 4 minutes on a laptop CPU): (config, run) for lora_alpha 16 and 16 sqrt(8)."""
-    from lora_edu import LoraConfig, inject_lora, load_model, load_task, runtime, train, unload
-
-    model, tokenizer = load_model(verbose=False)
-    train_set = load_task("format", "train")
-    experiments = []
-    for alpha in (16, 16 * math.sqrt(8)):
-        config = LoraConfig(r=8, lora_alpha=alpha, target_modules="all-linear")
-        runtime.seed_everything(0)
-        inject_lora(model, config)
-        experiments.append((config, train(model, tokenizer, train_set, steps=steps, warmup_steps=2, lr=1e-3,
-                                          progress=False)))
-        unload(model)
-    return experiments
-
-
-alpha_prediction = "45.25"
-
 if __name__ == "__main__":
     from lora_edu import exercises
 
@@ -62,4 +35,3 @@ if __name__ == "__main__":
     exercises.check_loraplus_lrs(loraplus_lrs)
     exercises.check_rslora_equivalent_alpha(rslora_equivalent_alpha)
     exercises.check_adapter_flops(adapter_flops)
-    exercises.check_alpha_experiment(alpha_prediction, *alpha_experiment())
