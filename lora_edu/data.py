@@ -124,6 +124,17 @@ def _format_example(i: int, split: str, template: int, fields: dict) -> dict:
             "held_out_template": template in FORMAT_HELD_OUT}
 
 
+def new_person(rng: random.Random, used: set) -> dict:
+    """A person (name, age, job, city) drawn from ``rng`` that is not in ``used``; it is added to ``used``."""
+    while True:
+        fields = {"name": f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}",
+                  "age": rng.randint(*AGE_RANGE), "job": rng.choice(JOBS), "city": rng.choice(CITIES)}
+        key = tuple(fields.values())
+        if key not in used:
+            used.add(key)
+            return fields
+
+
 def generate_format(seed: int = DEFAULT_SEED) -> dict[str, list[dict]]:
     """The format task's splits. No person (name, age, job, city) appears in two splits."""
     rng = random.Random(seed)
@@ -133,12 +144,7 @@ def generate_format(seed: int = DEFAULT_SEED) -> dict[str, list[dict]]:
     for split in SPLITS:
         examples = []
         while len(examples) < FORMAT_SIZES[split]:
-            fields = {"name": f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}",
-                      "age": rng.randint(*AGE_RANGE), "job": rng.choice(JOBS), "city": rng.choice(CITIES)}
-            key = tuple(fields.values())
-            if key in used:
-                continue
-            used.add(key)
+            fields = new_person(rng, used)
             i = len(examples)
             # Train cycles the ten seen templates; validation/test cycle all twelve (1/6 held out).
             template = seen_templates[i % len(seen_templates)] if split == "train" else i % len(FORMAT_TEMPLATES)

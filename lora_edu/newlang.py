@@ -21,18 +21,7 @@ from __future__ import annotations
 
 import random
 
-from .data import (
-    AGE_RANGE,
-    CITIES,
-    FIRST_NAMES,
-    FORMAT_HELD_OUT,
-    FORMAT_TEMPLATES,
-    JOBS,
-    LAST_NAMES,
-    SYLLABLES,
-    _format_example,
-    load_task,
-)
+from .data import FORMAT_HELD_OUT, FORMAT_TEMPLATES, SYLLABLES, _format_example, load_task, new_person
 
 VELDARAN_INSTRUCTION = "Translate the English sentence into Veldaran."
 VELDARAN_SIZES = {"train": 800, "validation": 100, "test": 200}
@@ -123,12 +112,7 @@ def format_pool(n: int, seed: int = 0) -> list[dict]:
     seen_templates = [t for t in range(len(FORMAT_TEMPLATES)) if t not in FORMAT_HELD_OUT]
     rng = random.Random(1_000_003 + seed)
     while len(pool) < n:
-        fields = {"name": f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}",
-                  "age": rng.randint(*AGE_RANGE), "job": rng.choice(JOBS), "city": rng.choice(CITIES)}
-        key = tuple(fields.values())
-        if key in used:
-            continue
-        used.add(key)
+        fields = new_person(rng, used)
         i = len(pool)
         example = _format_example(i, "train", seen_templates[i % len(seen_templates)], fields)
         example["id"] = f"format-pool-{i:04d}"

@@ -91,22 +91,8 @@ def check_blocksize_experiment(prediction, weight, errors) -> Check:
     if any(_unanswered(a) for a in (prediction, weight, errors)):
         return report(name, False, 'replace each placeholder `...`: your prediction ("more" or "less" than half), '
                       "the weight you quantized, and {256: error, 64: error, 16: error}, then re-run.")
-    from ..quant import dequantize_nf4, quantization_error, quantize_nf4
-
-    pick = str(prediction).strip().lower()
-    problems = [] if pick in ("more", "less") else [f'the prediction should be "more" or "less", not {prediction!r}']
-    if not (torch.is_tensor(weight) and weight.ndim == 2 and weight.is_floating_point()):
-        problems.append("pass the 2-D weight tensor you quantized (e.g. W_mlp)")
-    elif not (isinstance(errors, dict) and set(errors) == set(EX06_BLOCKS)):
-        problems.append(f"pass a dict with one error per block size {EX06_BLOCKS}")
-    else:
-        w = weight.detach().float().cpu()
-        measured = {b: quantization_error(w, dequantize_nf4(quantize_nf4(w, b)))["rel_frobenius"] for b in EX06_BLOCKS}
-        wrong = [b for b in EX06_BLOCKS if not _close_rel(errors[b], measured[b])]
-        if wrong:
-            problems.append(f"the error at blocks of {wrong[0]} is {measured[wrong[0]]:.4f} on this weight, not "
-                            f"{errors[wrong[0]]!r}: quantization_error(W, dequantize_nf4(quantize_nf4(W, "
-                            f"{wrong[0]})))['rel_frobenius']")
+    pick, measured, problems = _recomputed_errors(prediction, weight, errors, EX06_BLOCKS,
+                                                  lambda w, b: dict(blocksize=b))
     if problems:
         return report(name, False, "; ".join(problems) + ".")
     ratio = measured[16] / measured[64]
@@ -188,22 +174,8 @@ def check_double_quant_experiment(prediction, weight, errors) -> Check:
     if any(_unanswered(a) for a in (prediction, weight, errors)):
         return report(name, False, 'replace each placeholder `...`: your prediction ("more" or "less" than 1%), the '
                       "weight you quantized, and {False: error, True: error} (double_quant off, on), then re-run.")
-    from ..quant import dequantize_nf4, quantization_error, quantize_nf4
-
-    pick = str(prediction).strip().lower()
-    problems = [] if pick in ("more", "less") else [f'the prediction should be "more" or "less", not {prediction!r}']
-    if not (torch.is_tensor(weight) and weight.ndim == 2 and weight.is_floating_point()):
-        problems.append("pass the 2-D weight tensor you quantized")
-    elif not (isinstance(errors, dict) and set(errors) == {False, True}):
-        problems.append("pass a dict {False: error without DQ, True: error with DQ}")
-    else:
-        w = weight.detach().float().cpu()
-        measured = {dq: quantization_error(w, dequantize_nf4(quantize_nf4(w, 64, double_quant=dq)))["rel_frobenius"]
-                    for dq in (False, True)}
-        wrong = [dq for dq in (False, True) if not _close_rel(errors[dq], measured[dq])]
-        if wrong:
-            problems.append(f"with double_quant={wrong[0]} the error is {measured[wrong[0]]:.5f} on this weight, "
-                            f"not {errors[wrong[0]]!r}")
+    pick, measured, problems = _recomputed_errors(prediction, weight, errors, (False, True),
+                                                  lambda w, dq: dict(blocksize=64, double_quant=dq))
     if problems:
         return report(name, False, "; ".join(problems) + ".")
     rise = measured[True] / measured[False] - 1
@@ -214,3 +186,28 @@ def check_double_quant_experiment(prediction, weight, errors) -> Check:
           + ("it held." if pick == outcome else "it did not. How precisely does an 8-bit code store a block's "
                                                 "absmax, next to how precisely 4 bits store a weight?"))
     return check
+
+
+def _recomputed_errors(prediction, weight, errors, settings, nf4_kwargs):
+    """The shared part of 06.7 and 07.5: read a "more" / "less" prediction, check that ``errors`` has one entry
+    per setting, and recompute NF4's relative error on ``weight`` for each (``nf4_kwargs(weight, setting)`` gives
+    quantize_nf4's arguments). Returns (prediction, measured errors, problems)."""
+    from ..quant import dequantize_nf4, quantization_error, quantize_nf4
+
+    pick = str(prediction).strip().lower()
+    problems = [] if pick in ("more", "less") else [f'the prediction should be "more" or "less", not {prediction!r}']
+    measured = {}
+    if not (torch.is_tensor(weight) and weight.ndim == 2 and weight.is_floating_point()):
+        problems.append("pass the 2-D weight tensor you quantized")
+    elif not (isinstance(errors, dict) and set(errors) == set(settings)):
+        problems.append(f"pass a dict with one error for each of {tuple(settings)}")
+    else:
+        w = weight.detach().float().cpu()
+        measured = {k: quantization_error(w, dequantize_nf4(quantize_nf4(w, **nf4_kwargs(w, k))))["rel_frobenius"]
+                    for k in settings}
+        wrong = [k for k in settings if not _close_rel(errors[k], measured[k])]
+        if wrong:
+            problems.append(f"with {wrong[0]!r} the error on this weight is {measured[wrong[0]]:.5f}, not "
+                            f"{errors[wrong[0]]!r}: quantization_error(W, dequantize_nf4(quantize_nf4(W, ...)))"
+                            "['rel_frobenius']")
+    return pick, measured, problems
