@@ -277,13 +277,14 @@ def rescale_adapter_scale(model: nn.Module, multiplier: float):
     """
     if isinstance(multiplier, bool) or not isinstance(multiplier, numbers.Real) or not math.isfinite(multiplier):
         raise ValueError(f"multiplier must be a finite number, got {multiplier!r}. Fix: pass e.g. 0.5 or 2.")
-    layers = [layer for _, layer in lora_layers(model)]
-    if not layers:
+    named = list(lora_layers(model))
+    if not named:
         raise ValueError("The model has no LoRA layers to rescale. Fix: inject_lora or load_adapter first.")
-    merged = [name for name, layer in lora_layers(model) if layer.merged]
+    merged = [name for name, layer in named if layer.merged]
     if merged:
         raise ValueError(f"{len(merged)} LoRA layers are merged (e.g. {merged[0]}): their update is in the weight, "
                          "so rescaling would not change the output. Fix: unmerge them first.")
+    layers = [layer for _, layer in named]
     saved = [layer.scaling for layer in layers]
     try:
         for layer, scaling in zip(layers, saved, strict=True):

@@ -31,4 +31,3 @@ def test_malformed_answers_do_not_raise():
     assert not exercises.check_loraplus_lrs(3.2e-3)  # a number, not the tuple of three
     assert not exercises.check_dora_weight(lambda *args: "W")  # returns a string: a hint, not a crash
     assert not exercises.check_dora_magnitude_count("many")
-

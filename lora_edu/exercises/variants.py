@@ -63,4 +63,3 @@ def check_adapter_flops(answer) -> Check:
     return check_value("09.5 adapter FLOPs per token", answer, layers * 2 * (2 * d * m + 2 * m * d),
                        hint="two adapters per layer, each a down (576 -> 64) and an up (64 -> 576) matmul; "
                             "a matmul of an (in -> out) layer costs 2 * in * out FLOPs per token.")
-

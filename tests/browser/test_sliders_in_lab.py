@@ -23,6 +23,11 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import (
+    ElementNotInteractableException,
+    NoSuchElementException,
+    StaleElementReferenceException,
+)
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -121,10 +126,16 @@ def _wait(predicate, timeout: float, what: str, driver):
     pytest.fail(f"timed out after {timeout:.0f} s waiting for {what} (screenshot: .browser-test-failure.png)")
 
 
-def _menu(driver, menu: str, item: str) -> None:
-    """Click ``menu`` > ``item`` in JupyterLab's menu bar, as a learner would."""
-    driver.find_element(By.XPATH, f"//div[contains(@class,'lm-MenuBar-itemLabel') and text()='{menu}']").click()
-    driver.find_element(By.XPATH, f"//div[contains(@class,'lm-Menu-itemLabel') and text()='{item}']").click()
+def _menu(driver, menu: str, item: str) -> bool:
+    """Click ``menu`` > ``item`` in JupyterLab's menu bar, as a learner would. False when the menu or its item
+    was not there to click (JupyterLab still loading, the menu still opening): the caller tries again."""
+    try:
+        driver.find_element(By.XPATH, f"//div[contains(@class,'lm-MenuBar-itemLabel') and text()='{menu}']").click()
+        time.sleep(0.5)  # the menu opens with an animation; its items appear after it
+        driver.find_element(By.XPATH, f"//div[contains(@class,'lm-Menu-itemLabel') and text()='{item}']").click()
+    except (NoSuchElementException, ElementNotInteractableException, StaleElementReferenceException):
+        return False
+    return True
 
 
 def _executed(prompt: str) -> bool:
@@ -133,12 +144,14 @@ def _executed(prompt: str) -> bool:
 
 def _click_until(driver, menu: str, item: str, done, timeout: float, what: str) -> None:
     """Click ``menu`` > ``item`` until ``done()`` holds: a click can be lost while JupyterLab settles or a
-    previous menu is still closing. Three tries of ``timeout`` seconds each."""
+    previous menu is still closing, or the menu may not be rendered yet. Three tries of ``timeout`` seconds each."""
     for _ in range(3):
         driver.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
         time.sleep(1)
-        _menu(driver, menu, item)
         deadline = time.monotonic() + timeout
+        while not _menu(driver, menu, item) and time.monotonic() < deadline:
+            driver.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
+            time.sleep(1)
         while time.monotonic() < deadline and not done():
             time.sleep(0.5)
         if done():
@@ -151,6 +164,9 @@ def _run_all(driver):
     def prompts():
         return driver.execute_script(PROMPTS_JS)
 
+    # The menu acts on the active panel: in a freshly started lab that can be the file browser (the notebook was
+    # opened from it), and then "Clear Outputs of All Cells" does nothing. Click into the notebook first.
+    driver.find_element(By.CSS_SELECTOR, ".jp-Notebook .jp-CodeCell .jp-InputPrompt").click()
     _click_until(driver, "Edit", "Clear Outputs of All Cells", lambda: not any(_executed(p) for p in prompts()),
                  20, "cleared prompts")
     _click_until(driver, "Run", "Run All Cells", lambda: any(p == "[*]:" or _executed(p) for p in prompts()),
