@@ -7,6 +7,7 @@ same tokens in the same places:
 - ``end_token_id``: the token that closes an assistant turn (``<|im_end|>`` for SmolLM2).
 - ``build_example``: prompt + exact answer + end token; labels are -100 (ignored by the loss) on the prompt
   and template tokens, so the model is trained only to *answer*, and to stop: the end token is a label too.
+- ``build_text_example``: raw text with every token a label, for continued pre-training (notebook 12).
 - ``pad_batch`` / ``collate``: right padding for training, left for generation, with an attention mask.
 
 Explained in notebooks/04_lora_in_a_transformer.ipynb.
@@ -59,12 +60,18 @@ def pad_token_id(tokenizer) -> int:
     return pad
 
 
-def check_examples(examples, name: str = "examples") -> None:
-    """Refuse an empty dataset or an example without a "prompt" and a "target" string."""
+def check_examples(examples, name: str = "examples", allow_text: bool = False) -> None:
+    """Refuse an empty dataset or an example without a "prompt" and a "target" string. With ``allow_text``
+    (training and the loss, not generation) an example may instead be raw text: ``{"text": "..."}``."""
     if not isinstance(examples, (list, tuple)) or len(examples) == 0:
         raise ValueError(f"{name} is empty (or not a list); pass a list of dicts with 'prompt' and 'target', "
                          "e.g. data.load_task('format', 'train').")
     for i, ex in enumerate(examples):
+        if allow_text and isinstance(ex, dict) and "prompt" not in ex and "text" in ex:
+            if not isinstance(ex["text"], str) or not ex["text"]:
+                raise ValueError(f"{name}[{i}] has a 'text' field that is not a non-empty string; a raw-text "
+                                 "example (continued pre-training) is {'text': 'some sentences'}.")
+            continue
         missing = [k for k in ("prompt", "target") if not isinstance(ex, dict) or not isinstance(ex.get(k), str)]
         if missing:
             raise ValueError(f"{name}[{i}] lacks the string field(s) {missing}; every example needs "
@@ -81,6 +88,21 @@ def build_example(tokenizer, prompt: str, target: str) -> dict[str, list[int]]:
     context = prompt_ids(tokenizer, prompt)
     answer = tokenizer(target, add_special_tokens=False)["input_ids"] + [end_token_id(tokenizer)]
     return {"input_ids": context + answer, "labels": [IGNORE_INDEX] * len(context) + answer}
+
+
+def build_text_example(tokenizer, text: str) -> dict[str, list[int]]:
+    """Raw text for continued pre-training: no chat template, every token is a label (the plain language-model
+    loss), and the tokenizer's EOS closes the document so that packed documents do not run together."""
+    end = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else end_token_id(tokenizer)
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"] + [end]
+    return {"input_ids": ids, "labels": list(ids)}
+
+
+def example_features(tokenizer, example: dict) -> dict[str, list[int]]:
+    """``build_example`` for a prompt/target pair, ``build_text_example`` for a raw ``{"text": ...}``."""
+    if "prompt" not in example and "text" in example:
+        return build_text_example(tokenizer, example["text"])
+    return build_example(tokenizer, example["prompt"], example["target"])
 
 
 def pad_batch(sequences: list[list[int]], pad_value: int, side: str = "right") -> torch.Tensor:

@@ -24,7 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import evaluation
-from .chat import IGNORE_INDEX, build_example, check_examples, collate, pad_token_id
+from .chat import IGNORE_INDEX, check_examples, collate, example_features, pad_token_id
 from .distributed import World, all_reduce_sum, barrier, check_global_batch, shard, wrap_model
 from .runtime import Precision, check_precision, get_device, precision_policy, seed_everything
 
@@ -120,15 +120,16 @@ def _clip_and_step(optimizer, scaler, max_grad_norm: float | None, loss: float):
 
 @torch.no_grad()
 def validation_loss(model, tokenizer, examples, batch_size: int = 8, precision: Precision | None = None) -> float:
-    """Mean cross-entropy per answer token over ``examples`` (the loss train() minimises, on held-out data)."""
-    check_examples(examples)
+    """Mean cross-entropy per answer token over ``examples`` (the loss train() minimises, on held-out data);
+    per token of the whole text for raw ``{"text": ...}`` examples."""
+    check_examples(examples, allow_text=True)
     device = next(model.parameters()).device
     precision = precision or precision_policy(device)
     was_training, pad = model.training, pad_token_id(tokenizer)
     model.eval()
     total, count = 0.0, 0
     for i in range(0, len(examples), batch_size):
-        feats = [build_example(tokenizer, ex["prompt"], ex["target"]) for ex in examples[i:i + batch_size]]
+        feats = [example_features(tokenizer, ex) for ex in examples[i:i + batch_size]]
         batch = to_device(collate(feats, pad), device)
         with precision.autocast():
             n = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())  # labels are shifted by one inside
@@ -225,7 +226,7 @@ def train(model, tokenizer, train_examples, *, steps: int, batch_size: int = 8, 
     params = _check_arguments(model, steps, batch_size, lr, warmup_steps, schedule, max_grad_norm, eval_every)
     if optimizer is not None:
         _check_optimizer(model, optimizer)
-    check_examples(train_examples, "train_examples")
+    check_examples(train_examples, "train_examples", allow_text=True)
     if eval_examples is not None:
         check_examples(eval_examples, "eval_examples")
     if world is not None:
@@ -245,7 +246,7 @@ def train(model, tokenizer, train_examples, *, steps: int, batch_size: int = 8, 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     pad = pad_token_id(tokenizer)
-    features = [build_example(tokenizer, ex["prompt"], ex["target"]) for ex in train_examples]
+    features = [example_features(tokenizer, ex) for ex in train_examples]
     optimizer = optimizer or torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(  # one factor for all groups: each keeps its own peak lr
         optimizer, lambda s: lr_factor(s, steps, warmup_steps, schedule))
