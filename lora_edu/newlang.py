@@ -27,10 +27,13 @@ VELDARAN_INSTRUCTION = "Translate the English sentence into Veldaran."
 VELDARAN_SIZES = {"train": 800, "validation": 100, "test": 200}
 NOUNS = "sailor river child king bird stone tree horse woman farmer ship mountain".split()
 ADJECTIVES = "old young red small tall quiet".split()
-VERBS = "sees carries finds follows builds loves".split()  # third person singular; plurals drop the -s
+VERBS = "sees carries finds follows builds loves".split()  # third person singular
+NOUN_PLURALS = {"child": "children", "woman": "women"}  # English's irregular plurals; the other nouns add -s
+VERB_PLURALS = {"carries": "carry"}  # "the sailors carry"; the other verbs drop the -s ("the sailors see")
 PLURAL = "ar"
 ARTICLE = "ka"  # "the"
-ENGLISH_WORDS = frozenset(NOUNS + ADJECTIVES + VERBS + ["the"])
+ENGLISH_WORDS = frozenset(NOUNS + ADJECTIVES + VERBS + ["the"] + [NOUN_PLURALS.get(n, n + "s") for n in NOUNS]
+                          + [VERB_PLURALS.get(v, v[:-1]) for v in VERBS])
 
 
 def veldaran_lexicon(seed: int = 0) -> dict[str, str]:
@@ -48,7 +51,8 @@ def veldaran_lexicon(seed: int = 0) -> dict[str, str]:
 
 
 def _phrase(noun: str, adjective: str | None, plural: bool, lexicon: dict) -> tuple[str, str]:
-    english = " ".join(["the", *([adjective] if adjective else []), noun + ("s" if plural else "")])
+    english = " ".join(["the", *([adjective] if adjective else []),
+                        NOUN_PLURALS.get(noun, noun + "s") if plural else noun])
     veldaran = " ".join([ARTICLE, lexicon[noun] + (PLURAL if plural else ""), *([lexicon[adjective]] if adjective else [])])
     return english, veldaran
 
@@ -61,7 +65,7 @@ def _sentence(rng: random.Random, lexicon: dict) -> tuple[str, str]:
     verb = rng.choice(VERBS)
     s_en, s_vd = _phrase(subject, adj_s, plural, lexicon)
     o_en, o_vd = _phrase(obj, adj_o, False, lexicon)
-    v_en = verb[:-1] if plural else verb  # "the sailors see", "the sailor sees"
+    v_en = VERB_PLURALS.get(verb, verb[:-1]) if plural else verb  # "the sailors see", "the sailor sees"
     verb_vd = lexicon[verb] + (PLURAL if plural else "")  # the verb agrees with a plural subject
     return f"{s_en} {v_en} {o_en}".capitalize() + ".", f"{s_vd} {o_vd} {verb_vd}".capitalize() + "."
 

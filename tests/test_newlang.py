@@ -24,9 +24,17 @@ def test_veldaran_words_are_new_and_the_grammar_is_regular():
         assert words[0] == newlang.ARTICLE and words.count(newlang.ARTICLE) == 2
         verb = words[-1].removesuffix(newlang.PLURAL) if words[-1] not in english else words[-1]
         assert english[verb] in newlang.VERBS  # the verb comes last (SOV)
-        assert english[verb][:-1] in ex["sentence"]  # and it is the sentence's verb
         subject_plural = words[1].endswith(newlang.PLURAL) and words[1] not in english
+        verb_en = newlang.VERB_PLURALS.get(english[verb], english[verb][:-1]) if subject_plural else english[verb]
+        assert f" {verb_en} the " in ex["sentence"]  # and it is the sentence's verb, in good English
         assert subject_plural == words[-1].endswith(newlang.PLURAL) and subject_plural == (words[-1] not in english)
+
+
+def test_veldaran_english_uses_the_irregular_plurals():
+    sentences = [ex["sentence"] for split in newlang.generate_veldaran(0).values() for ex in split]
+    text = " ".join(sentences)
+    assert "children" in text and "women" in text and " carry " in text
+    assert not any(bad in text for bad in ("childs", "womans", "carrie "))
 
 
 def test_veldaran_corpus_is_raw_text_without_test_targets():
