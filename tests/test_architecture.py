@@ -18,7 +18,7 @@ LAYERS = {
     "foundations": ("runtime", "config", "files", "lowrank", "quant", "pretrained", "model_cache", "hub_standin"),
     "lora": ("layers", "model", "io", "merging", "qlora", "loraplus", "memory", "serving", "vllm_limits"),
     "training": ("chat", "data", "noise", "newlang", "distributed", "evaluation", "training", "baselines", "toy"),
-    "teaching": ("experiments", "sweeps", "updates", "cli", "viz", "exercises", "notebook_meta"),
+    "teaching": ("experiments", "recipes", "sweeps", "updates", "cli", "viz", "exercises", "notebook_meta"),
 }
 LAYER_OF = {unit: rank for rank, units in enumerate(LAYERS.values()) for unit in units}
 

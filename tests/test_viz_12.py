@@ -1,0 +1,48 @@
+"""Notebook 12's figures draw what they claim: bars at the mean with a dot per seed and counts of n, one bar
+per route with a log axis for trainable numbers, a stored run's loss and field accuracy."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+
+from lora_edu import viz  # noqa: E402
+
+
+def test_quality_bars_are_means_with_a_dot_per_seed():
+    scores = {"50 clean": {"LoRA": [0.8, 0.9], "full": [0.5]}, "500, 20% noisy": {"LoRA": [0.7, 0.7], "full": [0.6]}}
+    ax = viz.plot_quality_quantity(scores, n_eval=40).axes[0]
+    heights = [round(p.get_height(), 6) for p in ax.patches]
+    assert heights == [85.0, 70.0, 50.0, 60.0]  # LoRA's bars first, then full's
+    assert [len(line.get_ydata()) for line in ax.lines] == [2, 2, 1, 1]
+    texts = [t.get_text() for t in ax.texts]
+    assert "34.0/40 (2 seeds)" in texts and "20/40" in texts
+    with pytest.raises(ValueError, match="scores must map"):
+        viz.plot_quality_quantity({"a": {}}, 40)
+    plt.close("all")
+
+
+def test_routes_figure_has_counts_and_a_log_axis():
+    rows = {"LoRA r=8": dict(word_accuracy=0.5, exact_match=0.1, train_time_s=60.0, trainable_params=2_442_240),
+            "full": dict(word_accuracy=0.9, exact_match=0.6, train_time_s=120.0, trainable_params=134_515_008)}
+    fig = viz.plot_routes(rows, n_eval=40, base={"word_accuracy": 0.05})
+    words, times, params = fig.axes
+    assert params.get_xscale() == "log" and "4/40" in [t.get_text() for t in words.texts]
+    assert words.lines[0].get_xdata()[0] == 5.0  # the base model's word accuracy, dashed
+    with pytest.raises(ValueError, match="diverged"):
+        viz.plot_routes({"x": dict(rows["full"], word_accuracy=None)}, 40)
+    plt.close("all")
+
+
+def test_run_detail_shows_loss_and_fields():
+    row = {"losses": [2.0, 1.0, 0.5], "field_accuracy": {"name": 1.0, "age": 0.5}, "exact_match": 0.5, "n": 2,
+           "word_accuracy": 0.7}
+    loss_ax, acc_ax = viz.plot_run_detail(row, title="t").axes
+    assert list(loss_ax.lines[0].get_ydata()) == [2.0, 1.0, 0.5]
+    assert [p.get_height() for p in acc_ax.patches] == [100.0, 50.0, 50.0]
+    assert [t.get_text() for t in acc_ax.get_xticklabels()] == ["name", "age", "exact match"]
+    with pytest.raises(ValueError, match="losses"):
+        viz.plot_run_detail({"losses": []})
+    plt.close("all")
