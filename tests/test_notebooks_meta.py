@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 PLANNED = ["00_welcome", "01_low_rank_math", "02_lora_layer", "03_lora_toy_task", "04_lora_in_a_transformer",
            "05_merging", "06_quantization", "07_qlora", "08_gpu_finetune",
-           "09_variants", "10_serving", "11_why_low_rank"]
+           "09_variants", "10_serving", "11_why_low_rank", "12_advice_tested"]
 
 
 def test_the_planned_notebooks_exist():
