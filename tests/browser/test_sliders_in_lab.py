@@ -27,6 +27,7 @@ from selenium.common.exceptions import (
     ElementNotInteractableException,
     NoSuchElementException,
     StaleElementReferenceException,
+    WebDriverException,
 )
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -166,7 +167,18 @@ def _run_all(driver):
 
     # The menu acts on the active panel: in a freshly started lab that can be the file browser (the notebook was
     # opened from it), and then "Clear Outputs of All Cells" does nothing. Click into the notebook first.
-    driver.find_element(By.CSS_SELECTOR, ".jp-Notebook .jp-CodeCell .jp-InputPrompt").click()
+    # Right after the lab starts the prompt can exist but not be interactable yet: retry, then click it by script.
+    deadline = time.monotonic() + 20
+    while True:
+        prompt = driver.find_element(By.CSS_SELECTOR, ".jp-Notebook .jp-CodeCell .jp-InputPrompt")
+        try:
+            prompt.click()
+            break
+        except WebDriverException:
+            if time.monotonic() > deadline:
+                driver.execute_script("arguments[0].click();", prompt)
+                break
+            time.sleep(1)
     _click_until(driver, "Edit", "Clear Outputs of All Cells", lambda: not any(_executed(p) for p in prompts()),
                  20, "cleared prompts")
     _click_until(driver, "Run", "Run All Cells", lambda: any(p == "[*]:" or _executed(p) for p in prompts()),
