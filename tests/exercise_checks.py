@@ -35,3 +35,11 @@ def standard_tests(cases: list[tuple], answers: dict):
         assert out.count("placeholder") + out.count("write the function first") == 2 * len(cases)
 
     return test_reference_answers_pass, test_wrong_answers_fail_with_a_hint, test_placeholders_do_not_raise
+
+
+def train_result(losses, lr=1e-3):
+    """A TrainResult with one history row per loss, the same lr at every step (for the paired-run checkers)."""
+    from lora_edu.training import TrainResult
+
+    return TrainResult(history=[{"step": i, "loss": v, "lr": lr, "grad_norm": 1.0} for i, v in enumerate(losses)])
+

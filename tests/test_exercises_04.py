@@ -1,7 +1,7 @@
 """Notebook 04's self-checks accept the reference answers, reject wrong ones, and never raise on `...`."""
 
 import pytest
-from exercise_checks import solutions, standard_tests
+from exercise_checks import solutions, standard_tests, train_result
 
 from lora_edu import exercises, find_target_modules
 
@@ -48,17 +48,12 @@ def test_the_checkers_shapes_and_names_are_smollm2s(smollm2_shaped):
     assert len(find_target_modules(smollm2_shaped, ["q_proj"])) == SOLUTIONS["string_vs_list"][1]
 
 
-def _run(losses, lr=1e-3):
-    from lora_edu.training import TrainResult
-
-    return TrainResult(history=[{"step": i, "loss": v, "lr": lr, "grad_norm": 1.0} for i, v in enumerate(losses)])
-
 
 def test_the_targets_experiment_accepts_an_honest_pair_and_says_if_the_prediction_held(capsys):
     from lora_edu import LoraConfig
 
-    qv = (LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"]), _run([0.5] * 9 + [0.3, 0.3, 0.3]))
-    every = (LoraConfig(r=8, lora_alpha=16, target_modules="all-linear"), _run([0.5] * 9 + [0.1, 0.1, 0.1]))
+    qv = (LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"]), train_result([0.5] * 9 + [0.3, 0.3, 0.3]))
+    every = (LoraConfig(r=8, lora_alpha=16, target_modules="all-linear"), train_result([0.5] * 9 + [0.1, 0.1, 0.1]))
     assert exercises.check_targets_experiment("all-linear", qv, every)
     assert exercises.check_targets_experiment("q_proj,v_proj", qv, every)  # a wrong prediction is still an experiment
     out = capsys.readouterr().out
@@ -71,12 +66,12 @@ def test_the_targets_experiment_refuses_runs_that_do_not_test_the_question(capsy
 
     qv_config = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"])
     all_config = LoraConfig(r=8, lora_alpha=16, target_modules="all-linear")
-    run = _run([0.5] * 12)
+    run = train_result([0.5] * 12)
     assert not exercises.check_targets_experiment("all-linear", (all_config, run), (qv_config, run))  # swapped
     assert not exercises.check_targets_experiment("all-linear", (qv_config, run),
                                                   (LoraConfig(r=16, lora_alpha=16, target_modules="all-linear"), run))
-    assert not exercises.check_targets_experiment("all-linear", (qv_config, _run([0.5] * 5)), (all_config, _run([0.5] * 5)))
-    assert not exercises.check_targets_experiment("all-linear", (qv_config, run), (all_config, _run([0.5] * 12, lr=2e-3)))
+    assert not exercises.check_targets_experiment("all-linear", (qv_config, train_result([0.5] * 5)), (all_config, train_result([0.5] * 5)))
+    assert not exercises.check_targets_experiment("all-linear", (qv_config, run), (all_config, train_result([0.5] * 12, lr=2e-3)))
     assert not exercises.check_targets_experiment("maybe", (qv_config, run), (all_config, run))
     assert not exercises.check_targets_experiment("all-linear", run, run)  # not (config, run) pairs
     assert not exercises.check_targets_experiment(..., ..., ...)

@@ -75,6 +75,28 @@ def check_function(name: str, fn, reference, inputs: list[tuple], hint: str, ato
 # Checkers for each notebook follow, one section per notebook, in notebook order.
 
 
+def format_task_runs(configs, steps: int = 12, batch_size: int = 8, lr: float = 1e-3, seed: int = 0) -> list:
+    """The runs of a paired experiment exercise (04.5, 09.6): for each LoraConfig, a fresh adapter on SmolLM2
+    trained on the format task from the same seed and batches. Returns ``[(config, TrainResult), ...]``, what
+    ``check_paired_runs`` takes. A few minutes on a laptop CPU per pair."""
+    from ..data import load_task
+    from ..model import inject_lora, unload
+    from ..pretrained import load_model
+    from ..runtime import seed_everything
+    from ..training import train
+
+    model, tokenizer = load_model(verbose=False)
+    train_set = load_task("format", "train")
+    runs = []
+    for config in configs:
+        seed_everything(seed)
+        inject_lora(model, config)
+        runs.append((config, train(model, tokenizer, train_set, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
+                                   progress=False)))
+        unload(model)
+    return runs
+
+
 def check_paired_runs(name: str, prediction, labels: dict, experiments: tuple, knob, same: tuple, knob_hint: str,
                       why: str, min_steps: int = 12) -> Check:
     """An experiment exercise on a real model: two ``(LoraConfig, TrainResult)`` pairs that differ in one knob.

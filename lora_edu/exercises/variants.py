@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .core import Check, check_function, check_value
+from .core import Check, _unanswered, check_function, check_paired_runs, check_value, report
 
 # --- notebook 09 ---
 # Checkers for notebooks/09_variants.ipynb. SmolLM2-135M: hidden 576, MLP 1536, 30 decoder layers; q_proj is
@@ -63,3 +63,26 @@ def check_adapter_flops(answer) -> Check:
     return check_value("09.5 adapter FLOPs per token", answer, layers * 2 * (2 * d * m + 2 * m * d),
                        hint="two adapters per layer, each a down (576 -> 64) and an up (64 -> 576) matmul; "
                             "a matmul of an (in -> out) layer costs 2 * in * out FLOPs per token.")
+
+
+EX09_RANK = 64  # exercise 09.6: the rank where the two scaling rules differ by 8x at lora_alpha = 16
+
+
+def check_rslora_rank64_experiment(prediction, standard_experiment, rslora_experiment) -> Check:
+    """Exercise 09.6, an experiment: LoRA at r = 64, lora_alpha = 16 on the format task with standard scaling
+    (alpha / r = 0.25) and with rsLoRA (alpha / sqrt(r) = 2), the same recipe (12+ steps). Any honest pair passes;
+    the line after it says whether the prediction held."""
+    name = "09.6 experiment: rsLoRA against standard scaling at r = 64"
+    pairs = (standard_experiment, rslora_experiment)
+    if not any(_unanswered(a) for a in (prediction, *pairs)) and all(
+            isinstance(p, tuple) and len(p) == 2 and getattr(p[0], "r", None) != EX09_RANK for p in pairs):
+        return report(name, False, f"train both at r = {EX09_RANK} (LoraConfig(r={EX09_RANK}, lora_alpha=16, ...)): "
+                      "at r = 8 and 32 section 6 already ran the pair.")
+    return check_paired_runs(
+        name, prediction, {"standard": "standard", "rslora": "rslora"}, pairs,
+        knob=lambda config: "rslora" if config.use_rslora else "standard",
+        same=("r", "lora_alpha", "target_modules", "use_dora"),
+        knob_hint="the first config has use_rslora=False, the second use_rslora=True",
+        why="Section 2 says how the size of one Adam step's update follows the scaling s: compare "
+            "16 / 64 with 16 / sqrt(64).")
+

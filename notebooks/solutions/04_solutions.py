@@ -23,19 +23,10 @@ adam_state_bytes = 8 * 30 * 8 * (2 * (576 + 576) + 2 * (576 + 192) + 3 * (576 + 
 # so each Adam step moves about 5x as many numbers, in the MLPs too. One seed and one task: a direction, not a law.
 def targets_experiment(steps: int = 12):
     """The two runs of 04.5 (about two minutes on a laptop CPU): (config, run) for q_proj, v_proj and all-linear."""
-    from lora_edu import LoraConfig, inject_lora, load_model, load_task, runtime, train, unload
+    from lora_edu import LoraConfig, exercises
 
-    model, tokenizer = load_model(verbose=False)
-    train_set = load_task("format", "train")
-    experiments = []
-    for targets in (["q_proj", "v_proj"], "all-linear"):
-        config = LoraConfig(r=8, lora_alpha=16, target_modules=targets)
-        runtime.seed_everything(0)
-        inject_lora(model, config)
-        experiments.append((config, train(model, tokenizer, train_set, steps=steps, batch_size=8, lr=1e-3, seed=0,
-                                          progress=False)))
-        unload(model)
-    return experiments
+    return exercises.format_task_runs([LoraConfig(r=8, lora_alpha=16, target_modules=targets)
+                                       for targets in (["q_proj", "v_proj"], "all-linear")], steps=steps)
 
 
 prediction = "all-linear"
