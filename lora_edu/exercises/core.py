@@ -116,7 +116,7 @@ def check_paired_runs(name: str, prediction, labels: dict, experiments: tuple, k
 
     said = str(prediction).strip().lower().replace(" ", "").replace('"', "")
     pick = next((k for k, v in labels.items() if said in (k, v.replace(" ", "").lower())), None)
-    problems = [] if pick else ["the prediction should be " + " or ".join(f'"{v}"' for v in labels.values())
+    problems = [] if pick is not None else ["the prediction should be " + " or ".join(f'"{v}"' for v in labels.values())
                                 + f", not {prediction!r}"]
     if not all(isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], LoraConfig) and isinstance(p[1], TrainResult)
                for p in experiments):
