@@ -72,6 +72,14 @@ def test_generations_table_rows_escape_and_mark_exact_matches():
     assert "only a prompt" in lines[3]  # no sentence field: the prompt is shown
 
 
+def test_generations_table_names_its_input_column_after_the_examples():
+    table = viz.generations_table([{"question": "Where is Veldara?", "prompt": "p", "target": "north"}],
+                                  ["south"], ["north"])
+    assert table.splitlines()[0].startswith("| question | base model |") and "Where is Veldara?" in table
+    table = viz.generations_table([{"prompt": "only a prompt", "target": "x"}], ["a"], ["x"])
+    assert table.splitlines()[0].startswith("| prompt | base model |")
+
+
 def test_generations_table_refuses_mismatched_lengths():
     with pytest.raises(ValueError, match="same length"):
         viz.generations_table([{"prompt": "p", "target": "t"}], ["a", "b"], ["c"])

@@ -20,7 +20,7 @@ def row(task="format", r=8, rslora=False, seed=0, em=(0.0, 1.0), loss=(1.2, 0.05
     return {"label": f"{task} r={r}{' rs' if rslora else ''}", "task": task, "r": r, "use_rslora": rslora,
             "seed": seed, "exact_match_before": em[0], "exact_match_after": em[1], "answer_loss_before": loss[0],
             "answer_loss_after": loss[1], "train_time_s": time, "tokens_per_s": 250.0,
-            "peak_memory_bytes": memory}
+            "peak_memory_bytes": memory, "n_eval": 12}
 
 
 def test_run_summary_bars_and_cpu_memory_note():
@@ -31,6 +31,8 @@ def test_run_summary_bars_and_cpu_memory_note():
     assert [p.get_width() for p in loss.patches[:2]] == pytest.approx([1.2, 9.0])  # the "before" bars
     assert [p.get_width() for p in time.patches] == [100.0, 50.0]
     assert [t.get_text() for t in memory.texts] == ["n/a (CPU)", "n/a (CPU)"]
+    assert [t.get_text() for t in acc.texts] == ["0%", "0%", "75% of n = 12"]  # a 0% bar still reads
+    assert [t.get_text() for t in loss.texts] == ["1.200", "9.000", "0.050"]  # 0.004 would not print as 0.00
     assert [t.get_text() for t in acc.get_yticklabels()] == ["format r=8", "knowledge r=8"]
 
 
@@ -52,6 +54,7 @@ def test_rank_sweep_means_over_seeds_rslora_and_base_line():
     assert list(mean_line.get_ydata()) == pytest.approx([11.0, 18.0, 74.0])  # 100 * mean over the two seeds
     assert len(fmt_acc.lines[1].get_xdata()) == 6  # each seed as a dot
     assert fmt_acc.lines[2].get_linestyle() == "--" and list(fmt_acc.lines[2].get_ydata()) == [90.0]
+    assert fmt_acc.lines[2].get_markerfacecolor() == "none"  # hollow: a LoRA point under it shows through
     assert fmt_acc.lines[-1].get_ydata()[0] == pytest.approx(10.0)  # the base model, dotted
     assert list(know_loss.lines[0].get_xdata()) == [1]
     assert fmt_acc.get_xscale() == "log" and fmt_loss.get_yscale() == "log"
@@ -71,10 +74,10 @@ def test_runs_table_and_memory_format():
     row = {"label": "format · LoRA r=8, alpha=16", "wall_time_s": 171.4, "train_time_s": 150.2,
            "tokens_per_s": 1234.5, "peak_memory_bytes": None, "exact_match_before": 0.0, "exact_match_after": 1.0,
            "answer_loss_before": 1.25, "answer_loss_after": None, "trainable_params": 2_442_240,
-           "total_params": 136_957_248}
+           "total_params": 136_957_248, "n_eval": 12}
     lines = viz.runs_table([row, {**row, "peak_memory_bytes": 3 * 2**30}]).splitlines()
     assert len(lines) == 4 and lines[0].count("|") == 9 and lines[1] == "|" + "---|" * 8
-    assert "| 171 s | 150 s | 1,234 | n/a (CPU) | 0% → 100% | 1.250 → - | 2,442,240 (1.78%) |" in lines[2]
+    assert "| 171 s | 150 s | 1,234 | n/a (CPU) | 0% → 100% (n = 12) | 1.250 → - | 2,442,240 (1.78%) |" in lines[2]
     assert "| 3.00 GiB |" in lines[3]
     assert viz.format_memory(None) == "n/a (CPU)" and viz.format_memory(2**29) == "0.50 GiB"
 

@@ -23,6 +23,8 @@ def test_throughput_lines_sit_at_the_measurements_and_the_slider_marks_k():
     assert [line.get_label() for line in lines] == list(data)
     assert list(lines[1].get_ydata()) == [40.0, 30.0, 20.0]
     assert [t.get_text() for t in ax.texts] == ["30", "34"]  # the merged model has no k = 2 point
+    assert [t.get_horizontalalignment() for t in ax.texts] == ["left", "right"]  # close values, opposite sides
+    assert lines[0].get_markerfacecolor() == "none"  # merged, one point: hollow, gathered's k = 1 dot shows
     assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "2", "4"]
 
 

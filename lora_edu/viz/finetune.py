@@ -23,13 +23,13 @@ def _check_rows(rows, keys, what: str):
 
 
 def plot_run_summary(rows: list[dict], title: str = "Fine-tuning runs: what each configuration bought and cost"):
-    """Four panels of horizontal bars, one bar (pair) per run: exact match before/after, answer loss
-    before/after, training time (annotated with tokens/s) and peak GPU memory ("n/a (CPU)" without a GPU).
-    Returns the figure."""
+    """Four panels of horizontal bars, one bar (pair) per run: exact match before/after (each value printed,
+    so a 0% bar still reads; the after value with its n), answer loss before/after (three decimals), training
+    time (annotated with tokens/s) and peak GPU memory ("n/a (CPU)" without a GPU). Returns the figure."""
     import numpy as np
 
     keys = ("label", "exact_match_before", "exact_match_after", "answer_loss_before", "answer_loss_after",
-            "train_time_s", "tokens_per_s", "peak_memory_bytes")
+            "train_time_s", "tokens_per_s", "peak_memory_bytes", "n_eval")
     _check_rows(rows, keys, "plot_run_summary")
     labels, y, h = [row["label"] for row in rows], np.arange(len(rows)), 0.38
 
@@ -43,14 +43,17 @@ def plot_run_summary(rows: list[dict], title: str = "Fine-tuning runs: what each
             before, after = vals(f"{key}_before", scale), vals(f"{key}_after", scale)
             ax.barh(y - h / 2, before, h, color="C7", label="before")
             ax.barh(y + h / 2, after, h, color="C0", label="after")
-            for yi, v in zip(y, after, strict=True):
-                if not np.isnan(v):
-                    ax.annotate(f"{v:.0f}%" if scale == 100 else f"{v:.2f}", (v, yi + h / 2), xytext=(3, 0),
-                                textcoords="offset points", va="center", fontsize=8)
+            for offset, values, color in ((-h / 2, before, "dimgray"), (h / 2, after, "black")):
+                for yi, v, row in zip(y, values, rows, strict=True):
+                    if np.isnan(v):
+                        continue
+                    text = f"{v:.3f}" if scale == 1 else f"{v:.0f}%" + (f" of n = {row['n_eval']}" if offset > 0 else "")
+                    ax.annotate(text, (v, yi + offset), xytext=(3, 0), textcoords="offset points", va="center",
+                                fontsize=8, color=color)
             ax.set_xlabel(unit)
-            ax.legend(fontsize=8, loc="best")
-        axes[0].set_xlim(0, 115)
-        axes[1].set_xlim(0, np.nanmax(vals("answer_loss_before") + vals("answer_loss_after") + [1.0]) * 1.25)
+            ax.legend(fontsize=8, loc="lower right")
+        axes[0].set_xlim(0, 150)
+        axes[1].set_xlim(0, np.nanmax(vals("answer_loss_before") + vals("answer_loss_after") + [1.0]) * 1.35)
         times = vals("train_time_s")
         axes[2].barh(y, times, 0.6, color="C2")
         for yi, t, row in zip(y, times, rows, strict=True):
@@ -98,6 +101,7 @@ def plot_rank_sweep(rows: list[dict], title: str = "The rank sweep: everything f
             for line, (key, ylabel, scale) in enumerate(metrics):
                 ax = axes[line, col]
                 for rslora, style_, name in ((False, "o-", "LoRA, alpha = 2r"), (True, "s--", "rsLoRA, alpha = 2r")):
+                    # rsLoRA's squares are hollow and larger, so a LoRA point at the same place shows through
                     points = {}
                     for row in task_rows:
                         if row["use_rslora"] == rslora and row[f"{key}_after"] is not None:
@@ -106,7 +110,8 @@ def plot_rank_sweep(rows: list[dict], title: str = "The rank sweep: everything f
                         continue
                     rs = sorted(points)
                     means = [sum(points[r]) / len(points[r]) for r in rs]
-                    (mean_line,) = ax.plot(rs, means, style_, label=name)
+                    (mean_line,) = ax.plot(rs, means, style_, label=name,
+                                           **({"ms": 10, "mfc": "none", "mew": 1.5} if rslora else {}))
                     if highlight is not None and not rslora and highlight[0] == task and highlight[1] in rs:
                         ax.plot([highlight[1]], [means[rs.index(highlight[1])]], "o", ms=15, mfc="none", mew=2,
                                 color=mean_line.get_color())
@@ -139,10 +144,11 @@ def format_memory(n_bytes: int | None) -> str:
 
 def runs_table(rows: list[dict]) -> str:
     """A Markdown table of runs (``lora_edu.experiments`` rows): wall and training time, tokens/s, peak GPU
-    memory, exact match and answer loss before -> after, trainable parameters. Show it with
-    ``display(Markdown(...))``."""
+    memory, exact match before -> after with the number of test examples n, answer loss before -> after,
+    trainable parameters. Show it with ``display(Markdown(...))``."""
     keys = ("label", "wall_time_s", "train_time_s", "tokens_per_s", "peak_memory_bytes", "exact_match_before",
-            "exact_match_after", "answer_loss_before", "answer_loss_after", "trainable_params", "total_params")
+            "exact_match_after", "answer_loss_before", "answer_loss_after", "trainable_params", "total_params",
+            "n_eval")
     _check_rows(rows, keys, "runs_table")
 
     def num(value, fmt):
@@ -155,6 +161,7 @@ def runs_table(rows: list[dict]) -> str:
         lines.append(f"| {row['label']} | {num(row['wall_time_s'], '.0f')} s | {num(row['train_time_s'], '.0f')} s "
                      f"| {num(row['tokens_per_s'], ',.0f')} | {format_memory(row['peak_memory_bytes'])} "
                      f"| {num(row['exact_match_before'], '.0%')} → {num(row['exact_match_after'], '.0%')} "
+                     f"(n = {row['n_eval']}) "
                      f"| {num(row['answer_loss_before'], '.3f')} → {num(row['answer_loss_after'], '.3f')} "
                      f"| {row['trainable_params']:,} ({share:.2f}%) |")
     return "\n".join(lines)

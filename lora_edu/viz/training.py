@@ -117,7 +117,8 @@ def _table_cell(text: str, max_chars: int) -> str:
 
 
 def generations_table(examples: list[dict], base: list[str], tuned: list[str], max_chars: int = 120) -> str:
-    """A Markdown table: sentence, base output, tuned output, target, and whether tuned == target exactly.
+    """A Markdown table: the input (the examples' "sentence", else "question", else "prompt", named so in the
+    header), base output, tuned output, target, and whether tuned == target exactly.
 
     Newlines in an output are shown as ⏎ (the base model pretty-prints JSON over several lines); long outputs
     are cut at ``max_chars``. Display it with ``IPython.display.Markdown(...)``.
@@ -125,10 +126,10 @@ def generations_table(examples: list[dict], base: list[str], tuned: list[str], m
     if not len(examples) == len(base) == len(tuned):
         raise ValueError(f"examples, base and tuned must have the same length, got {len(examples)}, {len(base)} "
                          f"and {len(tuned)}; pass the predictions of the same examples.")
-    rows = ["| sentence | base model | after LoRA | target | exact |", "|---|---|---|---|:-:|"]
+    source = next((k for k in ("sentence", "question") if examples and k in examples[0]), "prompt")
+    rows = [f"| {source} | base model | after LoRA | target | exact |", "|---|---|---|---|:-:|"]
     for ex, b, t in zip(examples, base, tuned, strict=True):
-        sentence = ex.get("sentence", ex.get("question", ex["prompt"]))
-        cells = [_table_cell(s, max_chars) for s in (sentence, b, t, ex["target"])]
+        cells = [_table_cell(s, max_chars) for s in (ex.get(source, ex["prompt"]), b, t, ex["target"])]
         rows.append("| " + " | ".join(cells) + f" | {'✓' if t.strip() == ex['target'] else '✗'} |")
     return "\n".join(rows)
 
