@@ -97,6 +97,15 @@ def format_task_runs(configs, steps: int = 12, batch_size: int = 8, lr: float = 
     return runs
 
 
+def read_prediction(prediction, options: tuple) -> tuple:
+    """``(pick, problems)``: the option a learner's prediction names (case and spaces ignored), or None and a
+    one-item list saying what to write instead."""
+    said = str(prediction).strip().lower().replace('"', "")
+    pick = next((o for o in options if said == o.lower()), None)
+    return pick, ([] if pick is not None else ["the prediction should be " + " or ".join(f'"{o}"' for o in options)
+                                               + f", not {prediction!r}"])
+
+
 def check_paired_runs(name: str, prediction, labels: dict, experiments: tuple, knob, same: tuple, knob_hint: str,
                       why: str, min_steps: int = 12) -> Check:
     """An experiment exercise on a real model: two ``(LoraConfig, TrainResult)`` pairs that differ in one knob.

@@ -1,10 +1,13 @@
-"""Self-checks of notebooks/10_serving.ipynb (adapter memory, the gathered BGMV delta, vLLM's max_lora_rank)."""
+"""Self-checks of notebooks/10_serving.ipynb (adapter memory, the gathered BGMV delta, vLLM's max_lora_rank, and
+an experiment: merge-and-swap at a larger batch)."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-from .core import Check, check_function, check_value
+from .core import Check, _unanswered, check_function, check_value, read_prediction, report
 
 # --- notebook 10 ---
 # SmolLM2-135M: 30 decoder layers; per layer q_proj 576->576, k_proj and v_proj 576->192, o_proj 576->576,
@@ -47,3 +50,45 @@ def check_max_lora_rank(answer) -> Check:
     return check_value("10.3 max_lora_rank", answer, 64,
                        hint="max_lora_rank must hold the largest rank (40) and be one of vLLM's allowed values "
                             "1, 8, 16, 32, 64, 128, 256, 320, 512.")
+
+
+def _mix_problems(mix, what: str) -> list[str]:
+    ok = isinstance(mix, dict) and isinstance(mix.get("rows"), int) and isinstance(mix.get("k"), int) and \
+        isinstance(mix.get("tokens_per_s"), dict)
+    if not ok:
+        return [f"pass {what} as measure(...) returns it: a dict with rows, k and tokens_per_s"]
+    speeds = [mix["tokens_per_s"].get(m) for m in ("merge-swap", "peft")]
+    if not all(isinstance(v, (int, float)) and math.isfinite(v) and v > 0 for v in speeds):
+        return [f"{what} needs a positive, finite tokens/s for both merge-swap and peft"]
+    return []
+
+
+def check_merge_swap_batch_experiment(prediction, small: dict, big: dict) -> Check:
+    """Exercise 10.4, an experiment: merge-and-swap against PEFT's mixed batch at the same number k of distinct
+    adapters, with more rows in the batch. ``small`` and ``big`` are what the notebook's ``measure(k, ids)``
+    returns. Any honest pair passes; a second line says whether merge-swap / peft rose or fell, and if the
+    prediction held."""
+    name = "10.4 experiment: merge-and-swap at a larger batch"
+    if any(_unanswered(a) for a in (prediction, small, big)):
+        return report(name, False, 'replace each placeholder `...`: your prediction ("rise" or "fall"), then '
+                      "big = measure(8, ids) with a batch of more rows, then re-run.")
+    pick, problems = read_prediction(prediction, ("rise", "fall"))
+    problems += _mix_problems(small, "small") + _mix_problems(big, "big")
+    if not problems:
+        if small["k"] != big["k"] or small["k"] < 2:
+            problems.append(f"keep k the same, 2 or more, in both (got k = {small['k']} and {big['k']}): "
+                            "change the batch only")
+        if big["rows"] <= small["rows"]:
+            problems.append(f"the big batch needs more rows than the small one ({big['rows']} vs {small['rows']})")
+    if problems:
+        return report(name, False, "; ".join(problems) + ".")
+    ratio = {which: mix["tokens_per_s"]["merge-swap"] / mix["tokens_per_s"]["peft"]
+             for which, mix in (("small", small), ("big", big))}
+    outcome = "rise" if ratio["big"] > ratio["small"] else "fall"
+    check = report(name, True, "")
+    print(f"  measured merge-swap / peft at k = {big['k']}: {ratio['small']:.2f} with {small['rows']} rows, "
+          f"{ratio['big']:.2f} with {big['rows']} rows ({outcome}); you predicted {pick}: "
+          + ("it held." if pick == outcome else "it did not. Which part of merge-and-swap's work grows with the "
+                                                 "rows, and which is paid once per adapter? (Timings on a shared "
+                                                 "machine are noisy: run it twice.)"))
+    return check
