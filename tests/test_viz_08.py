@@ -33,6 +33,8 @@ def test_run_summary_bars_and_cpu_memory_note():
     assert [t.get_text() for t in memory.texts] == ["n/a (CPU)", "n/a (CPU)"]
     assert [t.get_text() for t in acc.texts] == ["0%", "0%", "75% of n = 12"]  # a 0% bar still reads
     assert [t.get_text() for t in loss.texts] == ["1.200", "9.000", "0.050"]  # 0.004 would not print as 0.00
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["before", "after"]  # one legend, off the bars
+    assert acc.get_legend() is None and loss.get_legend() is None and max(acc.get_xticks()) == 100
     assert [t.get_text() for t in acc.get_yticklabels()] == ["format r=8", "knowledge r=8"]
 
 

@@ -51,8 +51,10 @@ def plot_run_summary(rows: list[dict], title: str = "Fine-tuning runs: what each
                     ax.annotate(text, (v, yi + offset), xytext=(3, 0), textcoords="offset points", va="center",
                                 fontsize=8, color=color)
             ax.set_xlabel(unit)
-            ax.legend(fontsize=8, loc="lower right")
+        handles, names = axes[0].get_legend_handles_labels()  # one legend for both panels, outside the data
+        fig.legend(handles, names, loc="lower center", ncol=2, fontsize=8, bbox_to_anchor=(0.3, 0.0))
         axes[0].set_xlim(0, 150)
+        axes[0].set_xticks([0, 25, 50, 75, 100])  # room for the labels, no ticks past 100%
         axes[1].set_xlim(0, np.nanmax(vals("answer_loss_before") + vals("answer_loss_after") + [1.0]) * 1.35)
         times = vals("train_time_s")
         axes[2].barh(y, times, 0.6, color="C2")
@@ -72,7 +74,7 @@ def plot_run_summary(rows: list[dict], title: str = "Fine-tuning runs: what each
         axes[0].set_yticks(y, labels)
         axes[0].invert_yaxis()
         fig.suptitle(title)
-        fig.tight_layout()
+        fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig
 
 
