@@ -31,6 +31,7 @@ def test_run_summary_bars_and_cpu_memory_note():
     assert [p.get_width() for p in loss.patches[:2]] == pytest.approx([1.2, 9.0])  # the "before" bars
     assert [p.get_width() for p in time.patches] == [100.0, 50.0]
     assert [t.get_text() for t in memory.texts] == ["n/a (CPU)", "n/a (CPU)"]
+    assert list(memory.get_xticks()) == [] and "not measured" in memory.get_xlabel()  # no empty GiB scale
     assert [t.get_text() for t in acc.texts] == ["0%", "0%", "75% of n = 12"]  # a 0% bar still reads
     assert [t.get_text() for t in loss.texts] == ["1.200", "9.000", "0.050"]  # 0.004 would not print as 0.00
     assert [t.get_text() for t in fig.legends[0].get_texts()] == ["before", "after"]  # one legend, off the bars
@@ -61,7 +62,7 @@ def test_rank_sweep_means_over_seeds_rslora_and_base_line():
     assert list(know_loss.lines[0].get_xdata()) == [1]
     assert fmt_acc.get_xscale() == "log" and fmt_loss.get_yscale() == "log"
     assert [t.get_text() for t in fmt_acc.get_xticklabels()] == ["1", "8", "64"]
-    assert know_acc.get_title() == "knowledge task"
+    assert know_acc.get_title() == "knowledge task (n = 12 test examples)"
     plt.close("all")
     fig = viz.plot_rank_sweep(rows, highlight=("format", 64))  # the sweep browser rings one (task, rank)
     rings = [ln for ln in fig.axes[0].lines if ln.get_markersize() == 15]

@@ -4,6 +4,7 @@ the runs as a Markdown table (rows of lora_edu.experiments)."""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import matplotlib.ticker as mticker
 
 from .core import style
 
@@ -71,6 +72,9 @@ def plot_run_summary(rows: list[dict], title: str = "Fine-tuning runs: what each
                              xytext=(3, 0), textcoords="offset points", va="center", fontsize=8)
         axes[3].set_xlim(0, max(np.nan_to_num(memory).max(), 0.5) * 1.6)
         axes[3].set_xlabel("peak GPU memory in training (GiB)")
+        if all(np.isnan(memory)):  # nothing measured (a CPU): no scale to read
+            axes[3].set_xticks([])
+            axes[3].set_xlabel("peak GPU memory: not measured on a CPU")
         axes[0].set_yticks(y, labels)
         axes[0].invert_yaxis()
         fig.suptitle(title)
@@ -130,9 +134,14 @@ def plot_rank_sweep(rows: list[dict], title: str = "The rank sweep: everything f
                 ax.set_ylabel(ylabel)
                 if key == "exact_match":
                     ax.set_ylim(-5, 105)
-                    ax.set_title(f"{task} task", fontsize=11)
-                else:  # losses span 0.01 .. 10 nats: a log axis shows both ends
+                    n = task_rows[0].get("n_eval")
+                    ax.set_title(f"{task} task" + (f" (n = {n} test examples)" if n else ""), fontsize=11)
+                else:  # losses span 0.01 .. 10 nats: a log axis shows both ends, in plain numbers
                     ax.set_yscale("log")
+                    plain = mticker.FuncFormatter(lambda v, _: f"{v:g}")
+                    ax.yaxis.set_major_formatter(plain)
+                    low, high = ax.get_ylim()  # within one decade the minor ticks are the only labels: number them
+                    ax.yaxis.set_minor_formatter(plain if high / low < 10 else mticker.NullFormatter())
                 ax.legend(fontsize=8)
         fig.suptitle(title)
         fig.tight_layout()
