@@ -19,6 +19,15 @@ def gathered_delta(x, slots, stacked_A, stacked_B):
 # padded to it, so a larger setting only costs memory and time.
 max_lora_rank = 64
 
+# 10.4 (an experiment): "rise". Merge-and-swap pays a merge and a restore per adapter per batch, whatever the number
+# of rows that use it, while its forward passes (and PEFT's) grow with the rows; four rows per adapter spread the
+# fixed cost over four times the tokens. In the notebook (section 6's measure; about a minute on a CPU):
+#   big = measure(8, torch.randint(1, 49152, (32, 32), generator=torch.Generator().manual_seed(1)))
+#   exercises.check_merge_swap_batch_experiment(prediction, mixes[8], big)
+# Measured once on a 2-core CPU (a copy of the stored notebook run to this cell): merge-swap / peft 0.42 with 8 rows,
+# 0.64 with 32 rows. One run of 3 passes each: timings on a shared machine move by 10-20%.
+prediction = "rise"
+
 if __name__ == "__main__":
     from lora_edu import exercises
 

