@@ -3,7 +3,7 @@ precision choice, adapter size)."""
 
 from __future__ import annotations
 
-from .core import Check, _unanswered, check_value, report
+from .core import Check, _unanswered, check_value, read_prediction, report
 from .transformer import SMOLLM2_LINEAR_SHAPES, smollm2_lora_params
 
 # --- notebook 08 ---
@@ -65,9 +65,7 @@ def check_sweep_rank_experiment(prediction, row: dict, sweep: list) -> Check:
     if any(_unanswered(a) for a in (prediction, row, sweep)):
         return report(name, False, 'replace each placeholder `...`: your prediction ("between" or "outside"), then '
                       "the .row of experiments.run_config(...) for your run, then re-run.")
-    pick = str(prediction).strip().lower()
-    problems = [] if pick in ("between", "outside") else [f'the prediction should be "between" or "outside", '
-                                                           f"not {prediction!r}"]
+    pick, problems = read_prediction(prediction, ("between", "outside"))
     if not (isinstance(row, dict) and isinstance(sweep, list) and sweep and all(isinstance(r, dict) for r in sweep)):
         problems.append("pass the .row dict of your run and the notebook's `sweep` list")
         return report(name, False, "; ".join(problems) + ".")
