@@ -24,6 +24,15 @@ def test_loss_curves_log_scale_with_floors():
     plt.close("all")
 
 
+def test_loss_curves_count_steps_from_where_the_curve_starts():
+    before = viz.plot_loss_curves({"toy": [3.0, 2.0, 1.0]})  # the toy task's curve starts before step 1
+    assert list(before.lines[0].get_xdata()) == [0, 1, 2] and before.get_xlabel() == "training step"
+    plt.close("all")
+    train = viz.plot_loss_curves({"run": [3.0, 2.0]}, first_step=1, xlabel="optimizer step")  # training losses
+    assert list(train.lines[0].get_xdata()) == [1, 2] and train.get_xlabel() == "optimizer step"
+    plt.close("all")
+
+
 def test_singular_value_bars_match_the_spectra():
     planted = torch.tensor([4.0, 3.0])
     learned = torch.diag(torch.tensor([3.9, 2.0, 0.0]))

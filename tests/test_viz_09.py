@@ -35,6 +35,11 @@ def test_variant_comparison_panels():
     assert loss_ax.get_legend().get_window_extent().y1 < loss_ax.get_window_extent().y0
     # one colour per variant across the panels: LoRA's bar matches LoRA's curve
     assert acc_ax.patches[1].get_facecolor()[:3] == pytest.approx(matplotlib.colors.to_rgb(loss_ax.lines[0].get_color()))
+    # the first training loss is optimizer step 1; crossing curves differ in dash as well as colour
+    assert list(loss_ax.lines[0].get_xdata()) == [1, 2]
+    assert loss_ax.lines[0].get_linestyle() != loss_ax.lines[1].get_linestyle()
+    low, high = params_ax.get_xlim()  # no dot on the axis' edge
+    assert low < 1000 and high > 10**8
     plt.close("all")
 
 

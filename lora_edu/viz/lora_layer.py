@@ -185,8 +185,11 @@ def plot_output_change(h, delta_h, title: str = "", max_points: int = 4000, seed
 def plot_loss_curves(curves: dict, floors: dict | None = None, ax=None,
                      title: str = "Expected loss during training",
                      ylabel: str = r"expected loss $\|\Delta W^* - \Delta W\|_F^2$",
-                     styles: dict | None = None):
-    """One log-scale line per ``label -> losses`` (index = step); ``floors`` maps a label to a dotted floor.
+                     styles: dict | None = None, first_step: int = 0, xlabel: str = "training step"):
+    """One log-scale line per ``label -> losses``; ``floors`` maps a label to a dotted floor.
+
+    ``losses[i]`` is drawn at step ``first_step + i``: 0 where the curve starts before training (the toy
+    task's expected loss), 1 for training losses (the loss of optimizer step 1 is the first entry).
 
     Losses are clipped at 1e-12 so an exact zero still shows. ``styles`` maps a label to plot kwargs.
     Minor log ticks carry no labels; when the curves span under two decades, ticks at 1, 2, 5 x 10^n do.
@@ -199,13 +202,14 @@ def plot_loss_curves(curves: dict, floors: dict | None = None, ax=None,
             _, ax = plt.subplots(figsize=(8, 4))
         for label, losses in curves.items():
             y = torch.as_tensor(losses).detach().cpu().double().clamp_min(1e-12)
-            (line,) = ax.semilogy(range(len(y)), y, label=label, **(styles or {}).get(label, {}))
+            (line,) = ax.semilogy(range(first_step, first_step + len(y)), y, label=label,
+                                  **(styles or {}).get(label, {}))
             floor = (floors or {}).get(label)
             if floor:  # a zero floor cannot be drawn on a log axis
                 ax.axhline(floor, color=line.get_color(), ls=":", lw=1.5)
         if floors and any(floors.values()):
             ax.plot([], [], color="gray", ls=":", label="Eckart-Young floor (predicted)")
-        ax.set_xlabel("training step")
+        ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.set_title(title)
         low, high = ax.get_ylim()

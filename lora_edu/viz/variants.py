@@ -54,9 +54,9 @@ def plot_variant_comparison(losses: dict, accuracy: dict, trainable: dict, thres
     with style():
         fig, axes = plt.subplots(1, 3, figsize=(16, 5.4), gridspec_kw=dict(width_ratios=[1.4, 1, 1]))
         ax = axes[0]
-        for label, curve in losses.items():
+        for i, (label, curve) in enumerate(losses.items()):  # colour and dash both differ: nine curves cross
             ax.plot(range(1, len(curve) + 1), [max(float(v), 1e-6) for v in curve], label=label,
-                    color=colors[label], lw=1.5)
+                    color=colors[label], lw=1.5, ls=("-", "--", "-.", ":")[i % 4])
         if threshold is not None:
             ax.axhline(threshold, color="k", ls="--", lw=1, label=f"threshold {threshold:g}")
         ax.set_yscale("log")
@@ -85,7 +85,7 @@ def plot_variant_comparison(losses: dict, accuracy: dict, trainable: dict, thres
             ax.annotate(f"{float(v):,.0f}", (float(v), i), xytext=(7, 0), textcoords="offset points",
                         va="center", fontsize=9)
         ax.set_xscale("log")
-        ax.set_xlim(right=max(trainable.values()) * 30)
+        ax.set_xlim(min(trainable.values()) / 2, max(trainable.values()) * 30)  # no dot on the axis' edge
         ax.set_xlabel("trainable parameters (log scale)")
         ax.invert_yaxis()
         ax.set_title("what each variant trains", fontsize=11)
