@@ -28,6 +28,17 @@ def test_throughput_lines_sit_at_the_measurements_and_the_slider_marks_k():
     assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "2", "4"]
 
 
+def test_spread_draws_each_points_slowest_to_fastest_pass():
+    data = {"grouped": {1: 40.0, 2: 30.0}, "gathered": {1: 35.0, 2: 34.0}}
+    spread = {"grouped": {1: (36.0, 45.0), 2: (29.0, 31.0)}, "gathered": {1: (30.0, 36.0)}}
+    ax = viz.plot_serving_throughput(data, spread=spread).axes[0]
+    bars = [c for c in ax.collections if len(c.get_segments())]
+    ends = [sorted((seg[0][1], seg[1][1])) for c in bars for seg in c.get_segments()]
+    assert ends == [[36.0, 45.0], [29.0, 31.0], [30.0, 36.0]]  # gathered's k = 2 had no spread: no bar
+    grouped, gathered = (line for line in ax.lines if line.get_label() in data)
+    assert grouped.get_xdata()[0] < 1 < gathered.get_xdata()[0]  # nudged apart so bars do not overprint
+
+
 def test_malformed_input_is_refused():
     with pytest.raises(ValueError, match="method -> {distinct adapters k"):
         viz.plot_serving_throughput({})

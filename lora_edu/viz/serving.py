@@ -16,25 +16,36 @@ def _check(throughput: dict) -> list[int]:
 
 
 def plot_serving_throughput(throughput: dict, k: int | None = None, ax=None,
-                            title: str = "Tokens per second vs distinct adapters in the batch"):
+                            title: str = "Tokens per second vs distinct adapters in the batch", spread: dict | None = None):
     """Lines of tokens/s against k (log2 axis), one per method (a method measured at one k only, like a
     merged model, is a hollow square, so a point under it shows); with ``k``, a marker on that k and the values
-    printed beside it, alternately right and left in order of value (the slider's view)."""
+    printed beside it, alternately right and left in order of value (the slider's view).
+
+    ``spread`` maps method -> {k: (slowest, fastest)} of the timed passes, drawn as a bar through each point;
+    each method is then nudged a little along k so that its bars do not hide another's."""
     ks = _check(throughput)
+    nudge = {m: 2 ** (0.05 * (i - (len(throughput) - 1) / 2)) if spread else 1.0 for i, m in enumerate(throughput)}
     with style():
         if ax is None:
             _, ax = plt.subplots(figsize=(7.5, 4))
         for i, (method, per_k) in enumerate(throughput.items()):
             xs = sorted(per_k)
             single = {"ms": 11, "mfc": "none", "mew": 2} if len(xs) == 1 else {}  # hollow: a dot under it shows
-            ax.plot(xs, [per_k[x] for x in xs], "o-" if len(xs) > 1 else "s", color=f"C{i}", label=method, **single)
+            ax.plot([x * nudge[method] for x in xs], [per_k[x] for x in xs], "o-" if len(xs) > 1 else "s",
+                    color=f"C{i}", label=method, **single)
+            bars = [x for x in xs if x in (spread or {}).get(method, {})]
+            if bars:
+                below = [per_k[x] - spread[method][x][0] for x in bars]  # errorbar takes distances, not ends
+                above = [spread[method][x][1] - per_k[x] for x in bars]
+                ax.errorbar([x * nudge[method] for x in bars], [per_k[x] for x in bars], yerr=[below, above],
+                            fmt="none", ecolor=f"C{i}", capsize=3, lw=1)
             if k is not None and k in per_k:
-                ax.plot([k], [per_k[k]], "o", ms=12, mfc="none", color=f"C{i}")
+                ax.plot([k * nudge[method]], [per_k[k]], "o", ms=12, mfc="none", color=f"C{i}")
         if k is not None:  # the values at k, sorted, on alternate sides so that close values do not overprint
             at_k = sorted((per_k[k], i) for i, per_k in enumerate(throughput.values()) if k in per_k)
             for rank, (value, i) in enumerate(at_k):
                 right = rank % 2 == 0
-                ax.annotate(f"{value:.0f}", (k, value), xytext=(9 if right else -9, 0), textcoords="offset points",
+                ax.annotate(f"{value:.0f}", (k * nudge[list(throughput)[i]], value), xytext=(9 if right else -9, 0), textcoords="offset points",
                             va="center", ha="left" if right else "right", fontsize=9, color=f"C{i}")
             ax.axvline(k, color="0.6", lw=1, ls=":")
         ax.set_xscale("log", base=2)
