@@ -21,6 +21,11 @@ test_reference_answers_pass, test_wrong_answers_fail_with_a_hint, test_placehold
     CASES, SOLUTIONS)
 
 
+def test_an_answer_rounded_to_three_digits_passes(capsys):
+    assert exercises.check_eckart_young_errors((3.16, 3))  # sqrt(10) = 3.1623 to three significant digits
+    assert not exercises.check_eckart_young_errors((3.17, 3))  # off in the third digit
+
+
 def test_malformed_answers_do_not_raise(capsys):
     assert not exercises.check_eckart_young_errors(3.16)  # a number, not the (fro, spectral) pair
     assert not exercises.check_energy_rank("three")

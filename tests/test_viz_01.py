@@ -1,4 +1,5 @@
-"""Notebook 01's figure functions: the rank-k panel reads on a log axis, and long grid titles do not collide."""
+"""Notebook 01's figure functions: the rank-k panel reads on a log axis with its legend off the curve, and long grid
+titles do not collide."""
 
 import matplotlib
 
@@ -52,5 +53,32 @@ def test_spectra_that_overlap_stay_visible_and_the_rank_k_legend_is_off_the_curv
     W = torch.randn(40, 30)
     fig = viz.plot_rank_k(W, 5)
     (legend,) = [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
-    assert legend._loc == 3  # lower left
+    assert legend._loc == 1  # upper right: a photo's error falls from the top left to the bottom right
     plt.close("all")
+
+
+def _photo_like(m=120, n=100, seed=0):
+    """A matrix whose singular values decay like a photo's (sigma_i ~ 1 / i), as notebook 01's picture does."""
+    g = torch.Generator().manual_seed(seed)
+    U, _ = torch.linalg.qr(torch.randn(m, n, generator=g))
+    V, _ = torch.linalg.qr(torch.randn(n, n, generator=g))
+    return (U / torch.arange(1, n + 1)) @ V.T
+
+
+@pytest.mark.parametrize("k", [1, 5, 30, 60, 99])
+def test_rank_k_legend_covers_neither_the_curve_nor_the_marked_k(k):
+    fig = viz.plot_rank_k(_photo_like(), k)
+    fig.canvas.draw()
+    ax = fig.axes[3]
+    box = ax.get_legend().get_window_extent()
+    curve, marker = ax.get_lines()
+    points = ax.transData.transform(curve.get_xydata().tolist() + marker.get_xydata().tolist())
+    assert not any(box.contains(x, y) for x, y in points)
+
+
+def test_rank_k_residual_image_is_as_large_as_the_picture():
+    fig = viz.plot_rank_k(_photo_like(), 10)
+    fig.canvas.draw()
+    picture, residual = (fig.axes[i].get_window_extent() for i in (0, 2))  # the colour bar takes no image room
+    assert abs(residual.width - picture.width) < 0.02 * picture.width
+    assert abs(residual.height - picture.height) < 0.02 * picture.height

@@ -17,7 +17,7 @@ break_even_rank = (1536 * 576 - 1) // (1536 + 576)
 # 01.4: squares 16, 9, 4, 1, 1 (total 31); running sums 16, 25, 29: 29 / 31 = 93.5% >= 90% first at k = 3.
 energy_rank = 3
 
-# 01.5: span(e1, e2) and span(e2, e3, e4) share one direction, e2: ||U_A^T U_B||_F^2 = 1 and min(2, 3) = 2.
+# 01.5: span(e1, e2) and span(e2, e3, e4) share one direction, e2: ||V_1^T V_2||_F^2 = 1 and min(2, 3) = 2.
 subspace_phi = 1 / 2
 
 if __name__ == "__main__":
