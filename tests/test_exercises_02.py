@@ -21,7 +21,7 @@ CASES = [
      lambda x, W0, A, B, s: x @ W0.T + x @ A.T @ B.T),  # forgot the scaling
     (exercises.check_trainable_parameters, "trainable_parameters",
      30 * 2 * 16 * (576 + 576)),  # took v_proj to be 576 x 576 like q_proj
-    (exercises.check_scaling, "scaling", (16 / 8, 16 / 64)),  # the two rules swapped
+    (exercises.check_scaling, "scaling", (256 / 128**0.5, 256 / 128)),  # the two rules swapped
     (exercises.check_compression, "compression", 16 * (576 + 1536) / (576 * 1536)),  # upside down
 ]
 
@@ -33,7 +33,23 @@ def test_forward_checker_reports_other_mistakes(capsys):
     assert not exercises.check_lora_forward(lambda x, W0, A, B, s: (x @ A.T @ B.T) * s)  # no frozen path
     assert not exercises.check_lora_forward(lambda x, W0, A, B, s: x @ W0.T + (x @ B @ A) * s)  # shapes
     assert "RuntimeError" in capsys.readouterr().out
-    assert not exercises.check_scaling(0.25)  # one number, not the (standard, rslora) pair
+    assert not exercises.check_scaling(2.0)  # one number, not the (standard, rslora) pair
+    assert not exercises.check_scaling((0.25, 2.0))  # r = 64, lora_alpha = 16: the pair section 6 prints
+
+
+def test_forward_placeholder_hint_does_not_give_the_formula_away(capsys):
+    """Before a first try the learner sees only what to write; the formula comes with a wrong answer."""
+    assert not exercises.check_lora_forward(...)
+    first = capsys.readouterr().out
+    assert "write the function first" in first and "def lora_forward" in first and "A.T" not in first
+    assert not exercises.check_lora_forward(lambda x, W0, A, B, s: x @ W0.T)  # no LoRA path
+    assert "x @ A.T @ B.T" in capsys.readouterr().out
+
+
+def test_compression_accepts_a_rounded_answer():
+    """The exact ratio is 26.18...: the 26 a learner gets by rounding passes, 27 and 25 do not."""
+    assert exercises.check_compression(26) and exercises.check_compression(26.2)
+    assert not exercises.check_compression(27) and not exercises.check_compression(25)
 
 
 def test_forward_reference_matches_lora_linear():

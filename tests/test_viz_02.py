@@ -1,6 +1,7 @@
 """Notebook 02's figure functions draw the axes and lines they promise, and refuse mismatched inputs."""
 
 import math
+import re
 
 import matplotlib
 
@@ -32,6 +33,20 @@ def test_plot_init_distributions_one_histogram_per_sample_and_bound_lines():
     assert labels[0].startswith("uniform") and labels[1].startswith("gaussian") and "0.5" in labels[2]
 
 
+def test_plot_init_distributions_zoom_panel_keeps_the_density_scale():
+    """The zoomed panel counts each bin against all of a sample's entries, so a uniform on [-0.5, 0.5] has
+    density 1 there too (density=True would rescale it to the zoomed range only)."""
+    values = torch.linspace(-0.5, 0.5, 30_001)[:-1]  # an exactly uniform sample
+    fig = viz.plot_init_distributions({"uniform": values, "wide": 4 * values}, bound=0.5, zoom=0.75)
+    assert len(fig.axes) == 2 and len(fig.legends) == 1  # one legend, under both panels
+    zoomed = fig.axes[1]
+    uniform_bars = [p for p in zoomed.patches][0]
+    heights = uniform_bars.get_path().vertices[:, 1]
+    assert heights.max() == pytest.approx(1.0, rel=0.01)
+    assert zoomed.get_xlim() == (-0.75, 0.75)
+    assert [line.get_xdata()[0] for line in zoomed.lines] == [-0.5, 0.5]  # the bound in both panels
+
+
 def test_plot_scaling_curves_hold_both_rules():
     ranks = [1, 2, 4, 8, 16]
     fig = viz.plot_scaling(16, ranks)
@@ -52,6 +67,15 @@ def test_plot_scaling_with_change_panel_and_marked_rank():
     assert [list(line.get_ydata()) for line in curves] == [[0.3, 0.2, 0.1], [0.3, 0.3, 0.3]]
     assert [line.get_ydata()[0] for line in fig.axes[1].lines[1::2]] == [0.2, 0.3]  # r = 2 ringed there too
     assert fig.axes[0].get_legend()._loc == 3  # lower left: off the falling curves
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["2", "4", "8"]  # decimals, not 2^k
+
+
+def test_plot_scaling_names_the_rules_as_the_change_panel_does():
+    names = ["standard: lora_alpha/r", "rsLoRA: lora_alpha/sqrt(r)"]
+    fig = viz.plot_scaling(16, [1, 4, 64], change=dict.fromkeys(names, [0.3, 0.2, 0.1]))
+    for ax in fig.axes:
+        assert [t.get_text() for t in ax.get_legend().get_texts()] == names
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["0.25", "0.5", "1", "2", "4", "8", "16"]
 
 
 def test_plot_output_change_panels_and_median():
@@ -82,7 +106,9 @@ def test_plot_output_change_handles_a_zero_update():
 def test_lora_diagram_draws_both_paths_with_their_sizes():
     ax = viz.plot_lora_diagram(1536, 576, 8, 16)
     texts = " ".join(t.get_text() for t in ax.texts)
-    for part in ("576 x 1536", "8 x 1536", "576 x 8", "frozen", "starts at 0", "r = 8", "= 2"):
+    for part in ("576 \u00d7 1536", "8 \u00d7 1536", "576 \u00d7 8", "frozen", "starts at 0", "r = 8", "scaling = ",
+                 "= 2", "B^\\top"):  # a real multiplication sign, not the letter x of the input
         assert part in texts, part
+    assert not re.search(r"\d x \d", texts)
     with pytest.raises(ValueError, match="positive int"):
         viz.plot_lora_diagram(1536, 576, 0, 16)

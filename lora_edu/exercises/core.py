@@ -56,10 +56,14 @@ def _close(a, e, rtol: float) -> bool:
     return abs(float(a) - float(e)) <= rtol * max(1.0, abs(float(e)))
 
 
-def check_function(name: str, fn, reference, inputs: list[tuple], hint: str, atol: float = 1e-5) -> Check:
-    """Call the learner's ``fn`` and ``reference`` on each input tuple and compare the results."""
+def check_function(name: str, fn, reference, inputs: list[tuple], hint: str, atol: float = 1e-5,
+                   placeholder_hint: str | None = None) -> Check:
+    """Call the learner's ``fn`` and ``reference`` on each input tuple and compare the results.
+
+    ``placeholder_hint`` (optional) is shown instead of ``hint`` while ``fn`` is still the placeholder, for an
+    exercise whose hint would give the answer away before the learner has tried."""
     if _unanswered(fn):
-        return report(name, False, "write the function first. " + hint)
+        return report(name, False, "write the function first. " + (placeholder_hint or hint))
     try:
         results = [fn(*args) for args in inputs]
         if any(result is None for result in results):  # a stub whose body is still `...`, or no return
@@ -107,14 +111,15 @@ def read_prediction(prediction, options: tuple) -> tuple:
 
 
 def check_paired_runs(name: str, prediction, labels: dict, experiments: tuple, knob, same: tuple, knob_hint: str,
-                      why: str, min_steps: int = 12) -> Check:
+                      why: str | dict, min_steps: int = 12) -> Check:
     """An experiment exercise on a real model: two ``(LoraConfig, TrainResult)`` pairs that differ in one knob.
 
     ``labels`` maps the knob's two values (in the order of ``experiments``) to what a learner writes as the
     prediction; ``knob(config)`` reads the value from a config; ``same`` names the config fields that must
     agree; both runs must follow one recipe (the same lr at every step, ``min_steps`` or more). Any honest
     pair passes; a second line says which ended lower (mean loss of the last 3 steps) and whether the
-    prediction held.
+    prediction held. ``why`` is said when it did not: one sentence, or a dict keyed like ``labels`` with one
+    sentence for each outcome (the key of the run that ended lower), since each outcome has its own reason.
     """
     if any(_unanswered(a) for a in (prediction, *experiments)):
         return report(name, False, "replace each placeholder `...`: your prediction ("
@@ -151,5 +156,5 @@ def check_paired_runs(name: str, prediction, labels: dict, experiments: tuple, k
     check = report(name, True, "")
     print(f"  measured after {len(lrs_a)} steps (mean loss of the last 3): {label_a} {final(run_a):.4f}, "
           f"{label_b} {final(run_b):.4f}; you predicted {labels[pick]}: "
-          + ("it held." if lower == pick else f"it did not. {why}"))
+          + ("it held." if lower == pick else f"it did not. {why[lower] if isinstance(why, dict) else why}"))
     return check

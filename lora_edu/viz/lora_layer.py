@@ -31,13 +31,13 @@ def plot_lora_diagram(in_features: int, out_features: int, r: int, lora_alpha: f
         ax.add_patch(Rectangle((5 - w_in / 2 - 2.2, 0.3), w_in + 4.4, 0.6, fc="0.9", ec="0.3"))
         ax.text(5, 0.6, f"x  (in = {in_features})", ha="center", va="center")
         ax.add_patch(Rectangle((left - w_in / 2, 2.2), w_in, 3.6, fc="#cfe2f3", ec="C0", lw=1.5))
-        ax.text(left, 4.0, f"$W_0$\n{out_features} x {in_features}\nfrozen", ha="center", va="center")
+        ax.text(left, 4.0, f"$W_0$\n{out_features} \u00d7 {in_features}\nfrozen", ha="center", va="center")
         ax.add_patch(Polygon([(right - w_in / 2, 2.2), (right + w_in / 2, 2.2), (right + w_r / 2, 3.7),
                               (right - w_r / 2, 3.7)], fc="#fde0c5", ec="C1", lw=1.5))
-        ax.text(right, 2.75, f"$A$: {r} x {in_features}\nrandom (kaiming)", ha="center", va="center", fontsize=9)
+        ax.text(right, 2.75, f"$A$: {r} \u00d7 {in_features}\nrandom (kaiming)", ha="center", va="center", fontsize=9)
         ax.add_patch(Polygon([(right - w_r / 2, 4.3), (right + w_r / 2, 4.3), (right + w_out / 2, 5.8),
                               (right - w_out / 2, 5.8)], fc="#fde0c5", ec="C1", lw=1.5))
-        ax.text(right + max(w_out, w_r) / 2 + 0.15, 5.05, f"$B$: {out_features} x {r}\nstarts at 0",
+        ax.text(right + max(w_out, w_r) / 2 + 0.15, 5.05, f"$B$: {out_features} \u00d7 {r}\nstarts at 0",
                 ha="left", va="center", fontsize=9)
         ax.text(right + w_r / 2 + 0.25, 4.0, f"r = {r}", ha="left", va="center", fontsize=9, color="C1")
         ax.add_patch(Circle((5, 7.3), 0.32, fc="w", ec="0.3"))
@@ -48,7 +48,8 @@ def plot_lora_diagram(in_features: int, out_features: int, r: int, lora_alpha: f
         for x0, y0, x1, y1 in ((left, 0.9, left, 2.2), (right, 0.9, right, 2.2), (left, 5.8, 4.72, 7.15),
                                (right, 5.8, 5.28, 7.15), (5, 7.62, 5, 8.4), (right, 3.7, right, 4.3)):
             ax.annotate("", (x1, y1), (x0, y0), arrowprops=arrow)
-        ax.text(6.55, 6.75, f"x $\\alpha/r$ = {lora_alpha / r:g}", ha="center", fontsize=9, color="C1")
+        ax.text(6.75, 6.45, "scaling $\\cdot\\, x A^\\top B^\\top$\n"  # the LoRA path's output, like x W0^T
+                f"scaling = $\\alpha/r$ = {lora_alpha / r:g}", ha="left", va="center", fontsize=9, color="C1")
         ax.text(left, 6.2, "$x W_0^\\top$", ha="center", fontsize=10, color="C0")
         ax.set_xlim(0, 10.5)
         ax.set_ylim(0, 9.3)
@@ -57,31 +58,47 @@ def plot_lora_diagram(in_features: int, out_features: int, r: int, lora_alpha: f
                      fontsize=11)
     return ax
 
-def plot_init_distributions(samples: dict, bound: float | None = None, bins: int = 80, ax=None):
-    """Histograms (as densities) of the entries of each ``label -> tensor`` in ``samples``, on one axis.
+def plot_init_distributions(samples: dict, bound: float | None = None, bins: int = 80, zoom: float | None = None):
+    """Histograms (as densities) of the entries of each ``label -> tensor`` in ``samples``.
 
     ``bound`` draws dotted lines at +-bound: kaiming-uniform with a = sqrt(5) draws A from U(-bound, bound)
-    with bound = 1/sqrt(in_features). Returns the figure.
+    with bound = 1/sqrt(in_features). ``zoom`` adds a second panel on [-zoom, zoom], on the same density
+    scale (each bin's share of *all* of a sample's entries), where a narrow distribution's shape shows.
+    Returns the figure.
     """
+    import numpy as np
     import torch
 
+    samples = {label: torch.as_tensor(v).detach().cpu().flatten().double().numpy()  # matplotlib reads host memory
+               for label, v in samples.items()}
     with style():
-        if ax is None:
-            _, ax = plt.subplots(figsize=(11, 3.8))
+        fig, axes = plt.subplots(1, 2 if zoom else 1, figsize=(13, 3.8) if zoom else (11, 3.8), squeeze=False)
+        ax = axes[0, 0]
         for label, values in samples.items():
-            values = torch.as_tensor(values).detach().cpu().flatten().double()  # matplotlib reads host memory
-            ax.hist(values.numpy(), bins=bins, density=True, histtype="stepfilled", alpha=0.5,
-                    label=f"{label}: std {values.std():.3g}")
+            ax.hist(values, bins=bins, density=True, histtype="stepfilled", alpha=0.5,
+                    label=f"{label}: std {values.std(ddof=1):.3g}")
+        if zoom:
+            edges = np.linspace(-zoom, zoom, 31)  # 30 bins: zoom = 1.5 * bound puts +-bound on bin edges
+            for i, values in enumerate(samples.values()):  # not density=True, which would count only the zoom
+                share = np.full(len(values), 1 / (len(values) * (edges[1] - edges[0])))
+                axes[0, 1].hist(values, bins=edges, weights=share, histtype="stepfilled", alpha=0.5, color=f"C{i}")
+            axes[0, 1].set_xlim(-zoom, zoom)
+            axes[0, 1].set_title(f"zoom on [{-zoom:.3g}, {zoom:.3g}]")
+        for panel in axes[0]:
+            for x in (-bound, bound) if bound is not None else ():
+                panel.axvline(x, color="k", ls=":", lw=1)
+            panel.set_xlabel("value of an entry of A")
+            panel.set_ylabel("density")
         if bound is not None:
-            for x in (-bound, bound):
-                ax.axvline(x, color="k", ls=":", lw=1)
             ax.plot([], [], "k:", lw=1, label=f"$\\pm 1/\\sqrt{{in}}$ = $\\pm${bound:.3g}")
-        ax.set_xlabel("value of an entry of A")
-        ax.set_ylabel("density")
         ax.set_title("Initial entries of lora_A.weight (B starts at zero either way)")
-        ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-        ax.figure.tight_layout()
-    return ax.figure
+        if zoom:  # below both panels: inside either it would cover a histogram
+            fig.legend(*ax.get_legend_handles_labels(), loc="lower center", ncol=3, fontsize=9, frameon=False)
+            fig.tight_layout(rect=(0, 0.14, 1, 1))
+        else:
+            ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+            fig.tight_layout()
+    return fig
 
 
 def plot_scaling(lora_alpha: float, ranks, change: dict | None = None, mark_r: int | None = None):
@@ -93,9 +110,11 @@ def plot_scaling(lora_alpha: float, ranks, change: dict | None = None, mark_r: i
     """
     import math
 
+    from matplotlib.ticker import NullFormatter
+
     ranks = [int(r) for r in ranks]
-    rules = {r"standard: $\alpha / r$": [lora_alpha / r for r in ranks],
-             r"rsLoRA: $\alpha / \sqrt{r}$": [lora_alpha / math.sqrt(r) for r in ranks]}
+    rules = {"standard: lora_alpha/r": [lora_alpha / r for r in ranks],  # the names the notebook prints
+             "rsLoRA: lora_alpha/sqrt(r)": [lora_alpha / math.sqrt(r) for r in ranks]}
     with style():
         fig, axes = plt.subplots(1, 2 if change else 1, figsize=(12 if change else 6.5, 4), squeeze=False)
         ax = axes[0, 0]
@@ -107,6 +126,10 @@ def plot_scaling(lora_alpha: float, ranks, change: dict | None = None, mark_r: i
         ax.set_xscale("log", base=2)
         ax.set_yscale("log", base=2)
         ax.set_xticks(ranks, [str(r) for r in ranks])
+        low, high = min(min(v) for v in rules.values()), max(max(v) for v in rules.values())
+        powers = [2.0**k for k in range(math.floor(math.log2(low)), math.ceil(math.log2(high)) + 1)]
+        ax.set_yticks(powers, [f"{p:g}" for p in powers])  # 0.25, 0.5, ..., 16: as the table prints them
+        ax.yaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("rank r")
         ax.set_ylabel("scaling")
         ax.set_title(f"scaling at lora_alpha = {lora_alpha:g}")
@@ -195,7 +218,7 @@ def plot_loss_curves(curves: dict, floors: dict | None = None, ax=None,
     Minor log ticks carry no labels; when the curves span under two decades, ticks at 1, 2, 5 x 10^n do.
     """
     import torch
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
     with style():
         if ax is None:
@@ -210,6 +233,7 @@ def plot_loss_curves(curves: dict, floors: dict | None = None, ax=None,
         if floors and any(floors.values()):
             ax.plot([], [], color="gray", ls=":", label="Eckart-Young floor (predicted)")
         ax.set_xlabel(xlabel)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
         ax.set_ylabel(ylabel)
         ax.set_title(title)
         low, high = ax.get_ylim()
