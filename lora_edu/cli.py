@@ -211,7 +211,7 @@ def metrics_table(before: dict, after: dict) -> str:
     rows += [(f"  {label} phrasings" + (f" (n={before[f'n_{key}']})" if f"n_{key}" in before else ""),
               f"exact_match_{key}") for label, key in (("seen", "seen"), ("held-out", "held_out"))]
     if "field_accuracy" in before:
-        rows += [("field accuracy (mean)", "field_accuracy_mean")]
+        rows += [(f"field accuracy (mean of {len(FORMAT_KEYS)})", "field_accuracy_mean")]  # of the rows below
         rows += [(f"  {k}", ("field_accuracy", k)) for k in FORMAT_KEYS]
         rows += [("valid JSON", "valid_json")]
 

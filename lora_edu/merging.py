@@ -34,8 +34,9 @@ def merge_rounding(weight: torch.Tensor, delta: torch.Tensor, dtype: torch.dtype
 
     The base weight is first stored in ``dtype`` (the model you would merge into): ``w = weight.to(dtype)``.
     The merge adds in fp32 and rounds once, ``merged = (w + delta).to(dtype)``, so the update that really
-    lands in the weight is ``effective = merged - w``. Returns floats:
+    lands in the weight is ``effective = merged - w``. Returns a dict (``n`` an int, the rest floats):
 
+    - ``n``: the number of nonzero ``delta`` entries, the n of ``vanished``;
     - ``vanished``: the share of nonzero ``delta`` entries with ``effective == 0`` (rounded away entirely);
     - ``relative_error``: ``||effective - delta||_F / ||delta||_F`` (0 = the update survives exactly);
     - ``median_relative_size``: the median of ``|delta| / |w|`` over entries where both are nonzero;
@@ -59,7 +60,7 @@ def merge_rounding(weight: torch.Tensor, delta: torch.Tensor, dtype: torch.dtype
     effective = (w + delta).to(dtype).float() - w  # (out, in): the update the merged weight really holds
     nonzero = delta != 0
     sized = nonzero & (w != 0)
-    return {"vanished": float((effective[nonzero] == 0).float().mean()),
+    return {"n": int(nonzero.sum()), "vanished": float((effective[nonzero] == 0).float().mean()),
             "relative_error": float(torch.linalg.norm(effective - delta) / norm),
             "median_relative_size": float((delta[sized].abs() / w[sized].abs()).median()),
             "half_spacing": torch.finfo(dtype).eps / 2}

@@ -63,7 +63,7 @@ def test_finetune_writes_adapter_and_metrics(tiny, tok, tmp_path, capsys):
     assert metrics["before"]["n"] == metrics["after"]["n"] == 2 and metrics["diverged"] is None
     assert set(metrics["before"]["field_accuracy"]) == {"name", "age", "job", "city"}
     assert "predictions" not in metrics["after"] and len(metrics["examples"]) == 2
-    assert "exact match" in out and "held-out phrasings" in out and "field accuracy (mean)" in out
+    assert "exact match" in out and "held-out phrasings" in out and "field accuracy (mean of 4)" in out
     # the adapter loads into a fresh base and changes its output (B was trained away from zero)
     model = load_adapter(tiny_llama(seed=0, vocab_size=len(tok)), out_dir)
     assert len(list(lora_layers(model))) == 2 * 7
@@ -245,3 +245,11 @@ def test_metrics_table_prints_the_n_of_every_group():
     table = cli.metrics_table(before, after)
     assert "metric (n=40)" in table and "seen phrasings (n=34)" in table and "held-out phrasings (n=6)" in table
     assert table.splitlines()[-1].split()[-2:] == ["0.0%", "100.0%"]
+
+
+def test_metrics_table_says_the_field_accuracy_is_a_mean_over_the_four_fields():
+    fields = {"name": 0.5, "age": 0.5, "job": 0.0, "city": 0.0}
+    before = cli.scores({"n": 40, "exact_match": 0.0, "field_accuracy": fields, "valid_json": 0.5})
+    after = cli.scores({"n": 40, "exact_match": 1.0, "field_accuracy": dict.fromkeys(fields, 1.0), "valid_json": 1.0})
+    row = next(line for line in cli.metrics_table(before, after).splitlines() if line.startswith("field accuracy"))
+    assert row.split()[:5] == ["field", "accuracy", "(mean", "of", "4)"] and row.split()[-2:] == ["25.0%", "100.0%"]

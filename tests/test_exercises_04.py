@@ -59,6 +59,22 @@ def test_the_targets_experiment_accepts_an_honest_pair_and_says_if_the_predictio
     out = capsys.readouterr().out
     assert out.count("correct!") == 2 and "it held." in out and "it did not." in out
     assert "q_proj,v_proj 0.3000, all-linear 0.1000" in out
+    assert "2,442,240 against 460,800" in out  # the reason fits the outcome: all-linear ended lower
+
+
+def test_the_targets_experiments_reason_fits_the_outcome_when_q_proj_v_proj_ends_lower(capsys):
+    from lora_edu import LoraConfig
+
+    qv = (LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"]), train_result([0.5] * 9 + [0.1] * 3))
+    every = (LoraConfig(r=8, lora_alpha=16, target_modules="all-linear"), train_result([0.5] * 9 + [0.3] * 3))
+    assert exercises.check_targets_experiment("all-linear", qv, every)
+    out = capsys.readouterr().out
+    assert "it did not." in out and "fewer trained numbers did better" in out and "2,442,240" not in out
+
+
+def test_the_adam_state_hint_asks_for_exact_bytes(capsys):
+    assert not exercises.check_adam_state_bytes(19.5e6)  # section 5's rounded MB is not the answer
+    assert "in bytes, exactly" in capsys.readouterr().out
 
 
 def test_the_targets_experiment_refuses_runs_that_do_not_test_the_question(capsys):

@@ -12,7 +12,7 @@ SOLUTIONS = solutions("05")
 CASES = [
     (exercises.check_bf16_rounding, "bf16_rounding", (0.501, 0.503)),  # as if bf16 kept every digit
     (exercises.check_unmerged_flops, "unmerged_flops", lambda i, o, r: r * (i + o)),  # multiply-adds, not FLOPs
-    (exercises.check_unmerged_share, "unmerged_share", 8 * (576 + 576) / (576 * 576)),  # q_proj alone
+    (exercises.check_unmerged_share, "unmerged_share", 0.0230),  # section 2's r = 8 share, copied from its table
     (exercises.check_merge_sequences, "merge_sequences", "abd"),  # forgot that merging twice is refused
 ]
 
@@ -46,23 +46,44 @@ def test_merge_sequences_answer_matches_lora_linear(letter):
     assert ok == (letter in SOLUTIONS["merge_sequences"])
 
 
-def test_the_merge_dtype_experiment_accepts_honest_reports_and_refuses_the_rest(capsys):
-    import torch
+def test_unmerged_share_is_asked_at_rank_64():
+    """05.3 asks for a rank the notebook never prints: 64 * 10,176 / 3,538,944 = 0.184, not section 2's 0.023."""
+    assert exercises.EX05_SHARE_RANK == 64
+    assert SOLUTIONS["unmerged_share"] == pytest.approx(0.18403, abs=1e-5)
+    assert not exercises.check_unmerged_share(8 * 10_176 / 3_538_944)  # the r = 8 share
 
+
+def _dtype_reports(scale=1.0):
     from lora_edu import merging
 
     torch.manual_seed(0)
-    weight, delta = torch.randn(64, 64) * 0.05, torch.randn(64, 64) * 1e-4
-    bf16, fp16 = merging.merge_rounding(weight, delta, torch.bfloat16), merging.merge_rounding(weight, delta, torch.float16)
-    assert exercises.check_merge_dtype_experiment("bf16", bf16, fp16)
-    assert exercises.check_merge_dtype_experiment("fp16", bf16, fp16)  # a wrong prediction is still an experiment
+    weight, delta = torch.randn(64, 64) * 0.05, torch.randn(64, 64) * 1e-4 * scale
+    return merging.merge_rounding(weight, delta, torch.bfloat16), merging.merge_rounding(weight, delta, torch.float16)
+
+
+def test_the_merge_dtype_experiment_accepts_honest_reports_and_refuses_the_rest(capsys):
+    bf16, fp16 = _dtype_reports()
+    assert exercises.check_merge_dtype_experiment("more", bf16, fp16)
+    assert exercises.check_merge_dtype_experiment("Less", bf16, fp16)  # a wrong prediction is still an experiment
     out = capsys.readouterr().out
     assert out.count("correct!") == 2 and "it held." in out and "it did not." in out
-    other = merging.merge_rounding(weight, 10 * delta, torch.float16)
-    assert not exercises.check_merge_dtype_experiment("bf16", fp16, bf16)  # swapped dtypes
-    assert not exercises.check_merge_dtype_experiment("bf16", bf16, other)  # another delta W
-    assert not exercises.check_merge_dtype_experiment("int8", bf16, fp16)
-    assert not exercises.check_merge_dtype_experiment("bf16", 0.5, 0.1)
+    assert f"n = {bf16['n']:,} nonzero entries" in out and "times as many" in out
+    other = _dtype_reports(scale=10)[1]
+    assert not exercises.check_merge_dtype_experiment("more", fp16, bf16)  # swapped dtypes
+    assert not exercises.check_merge_dtype_experiment("more", bf16, other)  # another delta W
+    assert not exercises.check_merge_dtype_experiment("bf16", bf16, fp16)  # the old question's answer
+    assert not exercises.check_merge_dtype_experiment("more", 0.5, 0.1)
     assert not exercises.check_merge_dtype_experiment(..., ..., ...)
     out = capsys.readouterr().out
-    assert "correct!" not in out and out.count("Hint") == 5
+    assert "correct!" not in out and out.count("Hint") == 5 and 'should be "more" or "less"' in out
+
+
+@pytest.mark.parametrize("fp16_vanished, held_for", [(0.1, "less"), (0.05, "more"), (0.0, "more")])
+def test_the_merge_dtype_experiment_compares_the_ratio_with_eight(capsys, fp16_vanished, held_for):
+    """bf16 losing 0.6: fp16 at 0.1 is a ratio of 6 (less than 8), at 0.05 of 12, at 0 infinitely more."""
+    bf16, fp16 = _dtype_reports()
+    bf16, fp16 = {**bf16, "vanished": 0.6}, {**fp16, "vanished": fp16_vanished}
+    for prediction in ("more", "less"):
+        assert exercises.check_merge_dtype_experiment(prediction, bf16, fp16)
+        held = "it held." in capsys.readouterr().out
+        assert held == (prediction == held_for)

@@ -36,6 +36,7 @@ def test_merge_rounding_counts_vanished_entries_exactly():
     weight = torch.tensor([[0.5, 0.5], [0.75, 0.5]])
     delta = torch.tensor([[1e-3, 3e-3], [-1e-3, 0.0]])  # 1e-3 is below half a bf16 gap in [0.5, 1) (0.00195)
     out = merge_rounding(weight, delta, torch.bfloat16)
+    assert out["n"] == 3  # the zero entry of delta is not an update entry
     assert out["vanished"] == pytest.approx(2 / 3)  # of the three nonzero entries, the two +-1e-3 vanish
     effective = torch.tensor([[0.0, 2.0**-8], [0.0, 0.0]])
     assert out["relative_error"] == pytest.approx(float(torch.linalg.norm(effective - delta) /

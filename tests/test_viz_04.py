@@ -10,17 +10,24 @@ import pytest  # noqa: E402
 from lora_edu import memory, viz  # noqa: E402
 
 
-def test_trainable_bars_are_shares_on_a_linear_axis_with_count_and_share():
-    ax = viz.plot_trainable_by_target({"q, v": 460_800, "all-linear": 2_442_240, "full": 1_000_000_000},
-                                      total=1_000_000_000)
-    assert ax.get_xscale() == "linear"  # a bar's length is its share of the model
-    assert [p.get_width() for p in ax.patches] == pytest.approx([0.04608, 0.244224, 100.0])
-    texts = [t.get_text() for t in ax.texts]
-    assert texts == ["460,800 (0.05%)", "2,442,240 (0.24%)", "1,000,000,000 (100.00%)"]
-    assert [t.get_text() for t in ax.get_yticklabels()] == ["q, v", "all-linear", "full"]
-    ax.figure.canvas.draw()  # every label inside the axes, the long bar's too (it used to be cut at the right)
-    inside = ax.get_window_extent()
-    assert all(t.get_window_extent().x1 <= inside.x1 for t in ax.texts)
+def test_trainable_bars_are_peft_shares_on_a_linear_axis_with_a_zoomed_panel():
+    base = 1_000_000_000
+    left, right = viz.plot_trainable_by_target({"q, v": 460_800, "all-linear": 2_442_240}, base)
+    assert left.get_xscale() == right.get_xscale() == "linear"  # a bar's length is its share of the model
+    # PEFT's share: trainable / all parameters, the adapter's own included; full fine-tuning trains all of them
+    assert [p.get_width() for p in left.patches] == pytest.approx(
+        [100 * 460_800 / (base + 460_800), 100 * 2_442_240 / (base + 2_442_240), 100.0])
+    assert [t.get_text() for t in left.texts] == ["460,800 (0.05%)", "2,442,240 (0.24%)",
+                                                  "1,000,000,000 (100.00%)"]
+    assert [t.get_text() for t in left.get_yticklabels()] == ["q, v", "all-linear", "full fine-tuning"]
+    assert len(right.patches) == 2 and right.get_xlim()[1] < 1.0  # the adapters alone, zoomed in
+    left.figure.canvas.draw()  # every label inside its axes, the long bar's too (it used to be cut at the right)
+    for ax in (left, right):
+        inside = ax.get_window_extent()
+        assert all(t.get_window_extent().x1 <= inside.x1 for t in ax.texts)
+    plt.close("all")
+    (only,) = viz.plot_trainable_by_target({"q, v": 460_800}, base, full_finetuning=False)
+    assert [p.get_width() for p in only.patches] == pytest.approx([100 * 460_800 / (base + 460_800)])
     plt.close("all")
 
 
@@ -55,7 +62,10 @@ def test_memory_comparison_stacks_the_parts_in_mb():
         tops[x] = max(tops.get(x, 0), patch.get_y() + patch.get_height())
     assert tops[0] == pytest.approx(1600.0) and tops[1] == pytest.approx(lora.total / 1e6)  # 16 B/param
     assert ax.texts[0].get_text() == "1,600.0 MB computed"
-    assert ax.texts[1].get_text() == f"{lora.total / 1e6:,.1f} MB computed\n{lora.total / 1e6:,.1f} MB measured"
+    # LoRA's parts above the weights (16 MB of a 1,920 MB axis) are too thin to see, so the label lists them
+    assert ax.texts[1].get_text() == (f"{lora.total / 1e6:,.1f} MB computed\n{lora.total / 1e6:,.1f} MB measured\n"
+                                      "the thin top, above the weights:\nLoRA weights 4.0 MB\ngradients 4.0 MB\n"
+                                      "optimizer states 8.0 MB\n= 16.0 MB")
     plt.close("all")
 
 

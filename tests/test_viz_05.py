@@ -28,6 +28,17 @@ def test_latency_bars_sit_at_the_medians_in_ms():
     assert "ms" in ax.get_ylabel()
 
 
+def test_latency_labels_sit_above_every_dot():
+    """A slow pass above the 75th percentile must not run into the median's label (notebook 05's figure did)."""
+    times = {"base": [0.010, 0.011, 0.012, 0.013, 0.020], "merged": [0.010, 0.011]}
+    ax = viz.plot_latency(times)
+    ax.figure.canvas.draw()
+    dots = ax.get_lines()  # the errorbar's line, then each bar's dots
+    for label, dot in zip(ax.texts, [d for d in dots if d.get_marker() == "o"], strict=True):
+        top_dot = ax.transData.transform((0, max(dot.get_ydata())))[1]
+        assert label.get_window_extent().y0 > top_dot
+
+
 @pytest.mark.parametrize("times", [{}, {"base": []}, {"base": [0.1, float("nan")]}, {"base": [-1.0]}])
 def test_latency_rejects_bad_times(times):
     with pytest.raises(ValueError, match="times"):

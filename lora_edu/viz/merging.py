@@ -13,7 +13,8 @@ from .core import style
 
 def plot_latency(times: dict, ax=None, title: str = "Forward-pass latency on one fixed batch"):
     """Bars at the median of each ``label -> list of seconds`` (in ms), whiskers from the 25th to the 75th
-    percentile, each repeat as a dot; the text above a bar gives the median and its ratio to the first bar."""
+    percentile, each repeat as a dot; the text above a bar's highest dot gives the median and its ratio to the
+    first bar."""
     import torch
 
     if not times:
@@ -35,7 +36,7 @@ def plot_latency(times: dict, ax=None, title: str = "Forward-pass latency on one
             ax.errorbar(i, med, yerr=[[med - lo], [hi - med]], color="k", capsize=6)
             jitter = torch.linspace(-0.2, 0.2, t.numel()) if t.numel() > 1 else torch.zeros(1)
             ax.plot((i + jitter).numpy(), t.numpy(), "o", color="k", ms=3, alpha=0.5)
-            ax.annotate(f"{med:.0f} ms\n({med / first:.2f}x)", (i, hi), xytext=(0, 4),
+            ax.annotate(f"{med:.0f} ms\n({med / first:.2f}x)", (i, max(hi, float(t.max()))), xytext=(0, 4),
                         textcoords="offset points", ha="center", va="bottom", fontsize=10)
         ax.set_xticks(range(len(ms)), list(ms))
         ax.set_ylabel("ms per forward pass")

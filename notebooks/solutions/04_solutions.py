@@ -22,7 +22,7 @@ adam_state_bytes = 8 * 30 * 8 * (2 * (576 + 576) + 2 * (576 + 192) + 3 * (576 + 
 # r = 8 all-linear trains 2,442,240 numbers in all seven layer types, q_proj + v_proj 460,800 in two (section 4),
 # so each Adam step moves about 5x as many numbers, in the MLPs too. One seed and one task: a direction, not a law.
 def targets_experiment(steps: int = 12):
-    """The two runs of 04.5 (about two minutes on a laptop CPU): (config, run) for q_proj, v_proj and all-linear."""
+    """The two runs of 04.5 (about three minutes on a laptop CPU): (config, run) for q_proj, v_proj and all-linear."""
     from lora_edu import LoraConfig, exercises
 
     return exercises.format_task_runs([LoraConfig(r=8, lora_alpha=16, target_modules=targets)

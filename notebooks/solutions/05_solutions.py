@@ -13,25 +13,29 @@ def unmerged_flops(in_features, out_features, r):
 
 
 # 05.3: per decoder layer, sum of r * (in + out) over the seven shapes, divided by the sum of in * out:
-# 8 * 10,176 / 3,538,944 = 0.023, about 2.3% more FLOPs in the linear layers (not counting attention
-# scores or lm_head, which LoRA does not touch, so the share of the whole forward pass is smaller still).
+# 64 * 10,176 / 3,538,944 = 0.184, about 18% more FLOPs in the linear layers, 8 times section 2's 2.3% at
+# r = 8 (the extra FLOPs grow linearly in r). Attention scores and lm_head, which LoRA does not touch, are
+# not counted, so the share of the whole forward pass is smaller.
 shapes = [(576, 576), (576, 192), (576, 192), (576, 576), (576, 1536), (576, 1536), (1536, 576)]
-unmerged_share = sum(8 * (i + o) for i, o in shapes) / sum(i * o for i, o in shapes)
+unmerged_share = sum(64 * (i + o) for i, o in shapes) / sum(i * o for i, o in shapes)
 
-# 05.4: (a) and (d) pair every merge with an unmerge, so the weight is back at W0 up to rounding (in section 5,
-# 99.53% of the weights came back bit for bit and the rest within half an fp32 spacing). (b) merges twice:
+# 05.4: (a) and (d) pair every merge with an unmerge, so the weight is back at W0 up to rounding (each pair
+# can leave an entry up to one fp32 spacing off; section 5 measured how many and how far). (b) merges twice:
 # refused (it would add delta_W twice). (c) unmerges a layer that is not merged: refused. (e) leaves W0 + delta_W, which is not W0 because the layer
 # is trained (B != 0; on a fresh layer B = 0 and (e) would leave W0).
 merge_sequences = "ad"
 
-# 05.5 (an experiment): bf16 loses far more of the update. Both formats spend 16 bits, but bf16 keeps 8 exponent
-# bits and 7 mantissa bits, fp16 5 and 10: fp16's gaps between neighbouring numbers are 2^3 = 8 times finer, so
-# an update entry that is smaller than half a bf16 gap can still be several fp16 gaps wide. (fp16's price is its
-# range: nothing above 65,504, which is why GPUs that can train in bf16 do.) In the notebook:
-#   W0 = load_model()[0].model.layers[15].mlp.down_proj.weight  # fresh: section 8 merged into base_model
-#   bf16_report = merging.merge_rounding(W0, delta, torch.bfloat16)
-#   fp16_report = merging.merge_rounding(W0, delta, torch.float16)
-dtype_prediction = "bf16"
+# 05.5 (an experiment): fp16's gaps are 2^3 = 8 times finer than bf16's (fp16 keeps 11 significant bits, bf16 8;
+# both spend 16 bits, bf16 the rest on its exponent's range, fp16 on precision: nothing above 65,504 in fp16).
+# The tempting answer is "8 times as many vanish in bf16", but an entry vanishes when it is below half a gap, so
+# each share is the part of the update's histogram left of a threshold, and fp16's threshold sits 3 steps further
+# left on section 7's log2 axis. 8 times fewer would need the histogram to halve with every step to the left;
+# section 7's falls more slowly (its left tail is wide), so fp16 still loses a sizeable share: "less" than 8
+# times. Measured on section 7's down_proj with the run's format adapter: bf16 51.7%, fp16 9.4% of the 884,736
+# entries, 5.5 times as many. In the notebook (`layer` is that down_proj, still unmerged, so `layer.weight` is W0):
+#   bf16_report = merging.merge_rounding(layer.weight, delta, torch.bfloat16)
+#   fp16_report = merging.merge_rounding(layer.weight, delta, torch.float16)
+dtype_prediction = "less"
 
 if __name__ == "__main__":
     from lora_edu import exercises
