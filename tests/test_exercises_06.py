@@ -14,7 +14,7 @@ CASES = [
     (exercises.check_nf4_index, "nf4_index", 10),  # the lower neighbour
     (exercises.check_bits_per_parameter, "bits_per_parameter", (4.5, 4.126953125)),  # blocks of 64
     (exercises.check_packed_byte, "packed_byte", 12 * 16 + 3),  # llama.cpp's nibble order
-    (exercises.check_q4_1_bits, "q4_1_bits", 4.5),  # forgot the minimum
+    (exercises.check_q8_0_bits, "q8_0_bits", 8.0),  # forgot the scale
 ]
 
 test_reference_answers_pass, test_wrong_answers_fail_with_a_hint, test_placeholders_do_not_raise = standard_tests(
@@ -37,6 +37,19 @@ def test_the_answers_follow_from_the_library():
     assert SOLUTIONS["packed_byte"] == 0x3C
 
 
+def test_q8_0_block_is_the_one_gguf_reads():
+    import gguf
+
+    weights, nbytes = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType.Q8_0]
+    assert exercises.EX06_Q8_0 == (weights, nbytes) and SOLUTIONS["q8_0_bits"] == 8.5
+
+
+def test_the_fake_quant_placeholder_hint_does_not_give_the_answer(capsys):
+    assert not exercises.check_fake_quant_int8(...)
+    out = capsys.readouterr().out
+    assert "quantize_absmax" in out and "torch.round" not in out
+
+
 def test_the_blocksize_experiment_recomputes_the_errors_and_says_if_the_prediction_held(capsys):
     from lora_edu import quant
 
@@ -53,5 +66,8 @@ def test_the_blocksize_experiment_recomputes_the_errors_and_says_if_the_predicti
     assert not exercises.check_blocksize_experiment("maybe", W, errors)
     assert not exercises.check_blocksize_experiment("more", "W", errors)
     assert not exercises.check_blocksize_experiment(..., ..., ...)
+    assert not exercises.check_blocksize_experiment(..., W, ...)  # the notebook's cell: the weight is given
     out = capsys.readouterr().out
-    assert "correct!" not in out and out.count("Hint") == 5
+    assert "correct!" not in out and out.count("Hint") == 6
+    assert "3 placeholders" in out and "2 placeholders" in out
+    assert "the weight you quantize" not in out.splitlines()[-1]  # only what is still `...` is named

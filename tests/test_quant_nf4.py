@@ -82,6 +82,16 @@ def test_fp4_code_equals_bitsandbytes_and_differs_from_textbook_e2m1_only_in_the
     assert ours[0] == textbook[0] == 0
 
 
+def test_fp4_exponent_fields_fall_as_they_rise_so_no_bias_maps_them():
+    # fp4_code's docstring: fields 01, 10, 11 (codes 2, 4, 6) give 8, 4, 2; the mantissa bit (codes 3, 5, 7)
+    # multiplies by 1.5. bitsandbytes' create_fp8_map("bias 2") does not rebuild the table: its subnormal is 1/48.
+    code = quant.fp4_code() * 12
+    assert code[[2, 4, 6]].tolist() == [8, 4, 2] and code[[3, 5, 7]].tolist() == [12, 6, 3]
+    rebuilt = bnbF.create_fp8_map(signed=True, exponent_bits=2, precision_bits=1, total_bits=4)
+    assert rebuilt[rebuilt > 0].min() == pytest.approx(1 / 48)
+    assert quant.fp4_code()[1] == pytest.approx(1 / 192)
+
+
 def test_dynamic_map_equals_bitsandbytes():
     dm = quant.dynamic_map()
     assert torch.equal(dm, bnbF.create_dynamic_map())

@@ -25,6 +25,9 @@ def test_weight_histogram_marks_absmax_and_std():
     assert xs[0] == pytest.approx(-25.0) and xs[-1] == pytest.approx(25.0)
     assert len(xs) == 4 and abs(xs[1]) == pytest.approx(float(w.std()), rel=1e-5)
     assert "toy" in ax.get_title() and ax.get_yscale() == "log"
+    # the title measures the outlier in standard deviations, as the notebook's prose does; an outline, no bars
+    assert f"{25.0 / float(w.std()):.1f} standard deviations" in ax.get_title()
+    assert len(ax.patches) == 1 and not ax.patches[0].get_fill()
 
 
 def test_weight_histogram_rejects_an_empty_weight():
@@ -54,6 +57,7 @@ def test_format_errors_draws_one_bar_per_format_and_group():
     heights = [p.get_height() for p in ax.patches]
     assert heights == pytest.approx([0.11, 0.12, 0.10, 0.09, 0.1, 0.08])
     assert [t.get_text() for t in ax.get_xticklabels()] == ["q", "k", "v"]
+    assert ax.yaxis.get_major_formatter()(0.1, 0).startswith("10")  # fractions shown in percent
 
 
 def test_format_errors_rejects_mismatched_groups():

@@ -70,9 +70,12 @@ def fp4_code() -> torch.Tensor:
     """bitsandbytes' FP4 values, indexed by the 4-bit code: 1 sign bit (8), 2 exponent bits, 1 mantissa bit.
 
     Codes 0..7 are 0, 0.0625, 8, 12, 4, 6, 2, 3 (divided by 12); codes 8..15 their negatives. The exponent
-    bias is 2 (not the textbook 1) and the subnormal is 0.0625, so the smallest nonzero magnitude is 1/192
-    instead of the textbook E2M1's 1/12 (see ``e2m1_values``); the 6 other magnitudes are the same once both
-    are scaled to [-1, 1]. Code 8 is -0. This is what QLoRA's "FP4" and bnb's quant_type="fp4" use.
+    fields 01, 10, 11 give 8, 4, 2 (12, 6, 3 with the mantissa bit): the power of two falls as the field
+    rises, so no single exponent bias maps them (bitsandbytes' comment says "bias 2", and its
+    ``create_fp8_map(exponent_bits=2, precision_bits=1, total_bits=4)`` gives another subnormal, 1/48). The
+    subnormal is 0.0625, so the smallest nonzero magnitude is 1/192 instead of the textbook E2M1's 1/12 (see
+    ``e2m1_values``); the 6 other magnitudes are the same once both are scaled to [-1, 1]. Code 8 is -0.
+    This is what QLoRA's "FP4" and bnb's quant_type="fp4" use.
     """
     magnitudes = torch.tensor([0.0, 0.0625, 8.0, 12.0, 4.0, 6.0, 2.0, 3.0])
     return torch.cat([magnitudes, -magnitudes]) / 12

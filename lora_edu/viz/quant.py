@@ -4,6 +4,7 @@ the 4-bit formats, per-format errors, error against memory, and the stored bytes
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import PercentFormatter
 
 from .core import style
 
@@ -15,24 +16,25 @@ def plot_weight_histogram(weight, name: str = "weight", ax=None, bins: int = 201
     """Histogram of ``weight``'s values, log counts, with its absmax (dashed) and its std (dotted) marked.
 
     With one scale per tensor (absmax int8), the dashed lines are codes -127 and 127; when they sit far
-    outside the bulk, most of the 255 codes fall where almost no weight is.
+    outside the bulk, most of the 255 codes fall where almost no weight is. The histogram is an outline
+    (``histtype="step"``): on a log axis the length of a filled bar means nothing, only its top does.
     """
     import torch
 
     w = torch.as_tensor(weight).detach().cpu().float().reshape(-1)  # matplotlib reads host memory
     if w.numel() == 0:
         raise ValueError("weight is empty; nothing to draw. Fix: pass a layer's weight, e.g. layer.weight.")
-    absmax, std, median = float(w.abs().max()), float(w.std()), float(w.abs().median())
+    absmax, std = float(w.abs().max()), float(w.std())
     with style():
         if ax is None:
             _, ax = plt.subplots(figsize=(8, 3.6))
-        ax.hist(w.numpy(), bins=bins, color="C0", log=True)
+        ax.hist(w.numpy(), bins=bins, color="C0", log=True, histtype="step", lw=1.2)
         for sign in (-1, 1):
             ax.axvline(sign * absmax, color="C3", ls="--", label="absmax (per-tensor int8 codes ±127)" if sign > 0 else None)
             ax.axvline(sign * std, color="k", ls=":", label="± std (where most weights are)" if sign > 0 else None)
         ax.set_xlabel("weight value")
         ax.set_ylabel("count (log scale)")
-        ax.set_title(f"{name}: max |w| = {absmax:.3g} is {absmax / median:.0f}x the median |w| ({median:.3g})",
+        ax.set_title(f"{name}: max |w| = {absmax:.3g} = {absmax / std:.1f} standard deviations (std {std:.3g})",
                      fontsize=10)
         ax.legend(fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)  # off the data
     return ax
@@ -78,7 +80,9 @@ def plot_code_values(codes: dict, sample=None, title: str = "The 16 values of ea
 
 def plot_format_errors(errors: dict, ax=None, ylabel: str = r"relative error $\|\hat W - W\|_F / \|W\|_F$",
                        title: str = "Quantization error by layer type"):
-    """Grouped bars: ``errors[format][group]`` (e.g. ``{"NF4": {"q_proj": 0.09, ...}, ...}``), one colour per format."""
+    """Grouped bars: ``errors[format][group]`` (e.g. ``{"NF4": {"q_proj": 0.09, ...}, ...}``), one colour per format.
+
+    The errors are fractions; the y-axis shows them in percent, as the notebook prints them."""
     formats = list(errors)
     if not formats:
         raise ValueError("errors is empty. Fix: pass {format: {group: error}}.")
@@ -95,6 +99,7 @@ def plot_format_errors(errors: dict, ax=None, ylabel: str = r"relative error $\|
             xs = [g + (i - (len(formats) - 1) / 2) * width for g in range(len(groups))]
             ax.bar(xs, [float(errors[f][g]) for g in groups], width=width, label=f, color=f"C{i}")
         ax.set_xticks(range(len(groups)), groups)
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0))
         ax.set_ylabel(ylabel)
         ax.set_title(title)
         ax.legend()
@@ -141,7 +146,8 @@ MODEL_BYTES_PARTS = {"codes": ("NF4 codes (4 bits each)", "C1"), "constants": ("
 def plot_model_bytes(sizes: dict, ax=None, title: str = "Stored bytes of the model"):
     """Stacked bars in MiB, one per ``label -> model_nbytes(model)`` dict (keys codes, constants, lora, other).
 
-    Each bar is annotated with its total and its size relative to the first bar. Returns the Axes.
+    Each bar is annotated with its total and, after the first, its size as a share of the first bar
+    ("32% of fp32"). Returns the Axes.
     """
     import numpy as np
 
@@ -163,8 +169,10 @@ def plot_model_bytes(sizes: dict, ax=None, title: str = "Stored bytes of the mod
             if height.any():  # a part no bar has (e.g. no LoRA anywhere) gets no legend entry
                 ax.bar(x, height, bottom=bottom, width=0.6, label=label, color=color)
             bottom += height
-        for xi, total in zip(x, bottom, strict=True):
-            ax.annotate(f"{total:,.0f} MiB\n({total / bottom[0]:.0%})", (xi, total), ha="center", va="bottom",
+        first = " ".join(next(iter(sizes)).split())  # the bar the others are a share of
+        for i, (xi, total) in enumerate(zip(x, bottom, strict=True)):
+            share = f"\n({total / bottom[0]:.0%} of {first})" if i else ""
+            ax.annotate(f"{total:,.0f} MiB{share}", (xi, total), ha="center", va="bottom",
                         fontsize=9, xytext=(0, 2), textcoords="offset points")
         ax.set_xticks(x, list(sizes))
         ax.set_ylabel("stored bytes (MiB)")

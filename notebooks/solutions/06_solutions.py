@@ -23,8 +23,8 @@ bits_per_parameter = (4 + 32 / 128, 4 + 8 / 128 + 32 / (128 * 256))
 # 06.5: the first code in the high nibble: 3 * 16 + 12 = 0x3C = 60.
 packed_byte = 3 * 16 + 12
 
-# 06.6: 2 bytes (fp16 d) + 2 bytes (fp16 m) + 16 bytes (32 codes, two per byte) = 20 bytes = 160 bits per 32.
-q4_1_bits = 20 * 8 / 32
+# 06.6: Q8_0 stores 2 bytes (fp16 d) + 32 bytes (32 int8 codes) = 34 bytes = 272 bits per 32 weights.
+q8_0_bits = 34 * 8 / 32
 
 # 06.7 (an experiment): less than half. On layer 15's up_proj (the default GGUF weights) NF4's relative error was
 # 10.33% at blocks of 256, 9.37% at 64 and 8.17% at 16: 64 -> 16 multiplied it by 0.87. A block's absmax is set
@@ -43,4 +43,4 @@ if __name__ == "__main__":
     exercises.check_nf4_index(nf4_index)
     exercises.check_bits_per_parameter(bits_per_parameter)
     exercises.check_packed_byte(packed_byte)
-    exercises.check_q4_1_bits(q4_1_bits)
+    exercises.check_q8_0_bits(q8_0_bits)
