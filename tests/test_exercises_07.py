@@ -28,6 +28,15 @@ def test_malformed_answers_do_not_raise(capsys):
     assert capsys.readouterr().out.count("Hint") == 4
 
 
+def test_rounded_answers_pass_at_three_decimals_but_not_when_a_term_is_missing(capsys):
+    assert exercises.check_qlora_bits((5, 4.254))  # rounded as the notebook rounds 4.127
+    assert exercises.check_qlora_bits((5.0, 4.2539))
+    assert not exercises.check_qlora_bits((5.0, 4.25))  # forgets the fp32 absmax per 256 blocks
+    assert exercises.check_nf4_7b_gb(3.611)
+    assert not exercises.check_nf4_7b_gb(3.6)  # notebook 06's table rounds to one decimal: too coarse here
+    assert "too rounded" in capsys.readouterr().out
+
+
 def test_the_answers_follow_from_the_library():
     from lora_edu import quant
     from lora_edu.memory import nf4_bits_per_weight

@@ -255,5 +255,20 @@ def test_plot_training_memory_bars():
             assert math.isclose(top, b.total / GB, rel_tol=1e-9)
         assert math.isclose(tops[0], 782.0)  # 780 GB + 2 GB of activations
         assert any(line.get_ydata()[0] == 48 for line in ax.get_lines())  # the GPU line
+        zoom = fig.axes[1]  # the same bars, 0 to 1.5x the GPU, each saying how much room it leaves
+        assert zoom.get_ylim() == (0, 72) and len(zoom.containers) == len(MemoryBreakdown.PARTS)
+        notes = [t.get_text() for t in zoom.texts]
+        assert notes[0] == "782.0 GB\n(off the scale)\n734.0 GB over"
+        qlora = training_memory(65e9, "qlora", trainable_fraction=0.01, **kw).total / GB
+        assert notes[2] == f"{qlora:,.1f} GB\n{48 - qlora:,.1f} GB to spare" and 48 - qlora > 0
     finally:
         plt.close(fig)
+
+
+def test_plot_training_memory_without_a_gpu_or_with_an_axes_draws_one_panel():
+    for kw in ({}, {"gpu_gb": 48, "ax": plt.subplots()[1]}):
+        fig = viz.plot_training_memory(7e9, **kw)
+        try:
+            assert len(fig.axes) == 1 and not fig.axes[0].texts[0].get_text().endswith("to spare")
+        finally:
+            plt.close(fig)
