@@ -2,7 +2,9 @@
 
 A committed notebook must: be valid nbformat; use the ``python3`` kernel; carry outputs from one
 top-to-bottom run with no errors; open with an "Open in Colab" badge whose path is its own file; have a
-setup cell that installs lora_edu only on Colab (and SmolLM2's GGUF file when the notebook loads it); and hold no absolute path of any machine.
+setup cell that installs lora_edu only on Colab (and SmolLM2's GGUF file when the notebook loads it); hold no
+absolute path of any machine; and hold no control character in any cell's source (the BEL that "\\alpha" becomes
+when a generator wrote LaTeX into a Python string without an ``r`` prefix).
 
 The repository the badges and installs point at is ``runtime.GITHUB_REPO``. After publishing under
 another name, run ``make set-repo REPO=owner/name`` (this module's ``set-repo`` command) and commit.
@@ -26,6 +28,9 @@ INSTALL_RE = re.compile(r'%pip install -q "lora-edu @ git\+https://github\.com/(
 # A notebook that loads SmolLM2 (itself or through a run) installs its GGUF file on Colab too.
 LOADS_MODEL_RE = re.compile(r"\bload_model\(|\brun_config\(|\bexperiments\.")
 SETUP_MAX_LINES = 30  # the imports cell after the install cell: a learner reads it whole before anything runs
+# Control characters other than tab, newline and carriage return: "\a" (BEL), "\b", "\f", "\v" from LaTeX such as
+# \alpha, \beta, \frac, \vec written into a Python string without an r prefix.
+CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 ABS_PATH_RE = re.compile(r"(?<![\w.])(/(home|Users|root|tmp|work|mnt|opt)/[\w.-]+|[A-Za-z]:\\\\?Users)")
 
 
@@ -99,6 +104,11 @@ def check_notebook(path: Path, repo: str = GITHUB_REPO, branch: str = GITHUB_BRA
         m = ABS_PATH_RE.search(_source(c) + "\n" + _text_outputs(c))
         if m:
             problems.append(f"cell {i} holds an absolute path {m.group(0)!r}")
+        m = CONTROL_RE.search(_source(c))
+        if m:
+            near = _source(c)[max(0, m.start() - 20):m.end() + 10]
+            problems.append(f"cell {i} holds a control character {m.group(0)!r} in {near!r} (LaTeX such as "
+                            "\\alpha written into a Python string without an r prefix?)")
     return problems
 
 

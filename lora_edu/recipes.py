@@ -5,8 +5,10 @@ optionally continues pre-training on raw text first, fine-tunes, scores the test
 JSON-able row with the result *and* the cost (time, trainable numbers, training memory, file size):
 
 - ``"lora"``: LoRA on the chosen linear layers, the base frozen (notebook 04's recipe);
-- ``"lora+embeddings"``: the same, plus the token embedding trained in full (PEFT's ``modules_to_save =
-  ["embed_tokens"]``). SmolLM2 ties its output head to the embedding, so this trains the head too;
+- ``"lora+embeddings"``: the same, plus the token embedding trained in full, at its own ``embedding_lr``.
+  SmolLM2 ties its output head to the embedding and we train that one shared tensor, so the head trains too.
+  In PEFT that is ``modules_to_save=["embed_tokens"]`` *with* ``ensure_weight_tying=True``: without it PEFT
+  trains a deep copy of the embedding, leaves the tied head frozen, and warns (huggingface/peft#2777);
 - ``"full"``: every weight trains (full fine-tuning).
 
 ``pretrain_text`` + ``pretrain_steps``: continued pre-training (CPT) on raw text before the supervised
@@ -16,7 +18,7 @@ jobs would have). The seed's "CPT, then SFT" for a large change of behaviour, su
 ``paged_optimizer_peak`` (a GPU only) measures the peak memory of a few full fine-tuning steps with
 bitsandbytes' ``PagedAdamW`` against ``torch.optim.AdamW``.
 
-Explained in notebooks/12_advice_tested.ipynb. Paged optimizers: Dettmers et al. 2023 (QLoRA), section 2.
+Explained in notebooks/12_advice_tested.ipynb. Paged optimizers: Dettmers et al. 2023 (QLoRA), section 3.
 """
 
 from __future__ import annotations

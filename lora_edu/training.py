@@ -6,6 +6,8 @@ The examples it trains on (chat template, answer, end token, padding) come from 
   schedule with warmup, periodic evaluation, a ``tqdm.auto`` bar, and a ``TrainResult`` with the loss history.
   Device and precision come from ``runtime.precision_policy``: bf16 autocast on Ampere+ GPUs, fp16 autocast
   with a ``GradScaler`` on older GPUs (Colab's T4), plain fp32 on the CPU.
+- ``batch_order``: the example indices of every step's batch, the seeded shuffle ``train`` draws from (notebook
+  12 reads from it how many corrupted targets a run saw, without training).
 
 LoRA: Hu et al. 2021, arXiv 2106.09685 (section 4.1: only A and B are optimised, with Adam). AdamW: Loshchilov &
 Hutter, arXiv 1711.05101. Explained in notebooks/04_lora_in_a_transformer.ipynb; evaluation is in
@@ -198,6 +200,21 @@ def _check_optimizer(model, optimizer) -> None:
                          "Build it after inject_lora / freeze_all_but_biases / full_finetune_setup.")
 
 
+def batch_order(n: int, steps: int, batch_size: int, seed: int = 0) -> list[list[int]]:
+    """The example indices of each step's batch, as ``train`` draws them: a seeded shuffle of all ``n``
+    examples (``torch.randperm`` from its own generator), then a fresh shuffle for every epoch; a batch may
+    straddle two epochs. Which examples a run saw can be read from this without training."""
+    generator = torch.Generator().manual_seed(seed)
+    order: list[int] = []
+    batches = []
+    for _ in range(steps):
+        if len(order) < batch_size:  # a fresh shuffle of the whole set for every epoch
+            order += torch.randperm(n, generator=generator).tolist()
+        batches.append(order[:batch_size])
+        order = order[batch_size:]
+    return batches
+
+
 def train(model, tokenizer, train_examples, *, steps: int, batch_size: int = 8, lr: float = 2e-4,
           warmup_steps: int = 0, schedule: str = "linear", weight_decay: float = 0.0,
           max_grad_norm: float | None = 1.0, eval_examples=None, eval_every: int | None = None,
@@ -251,8 +268,7 @@ def train(model, tokenizer, train_examples, *, steps: int, batch_size: int = 8, 
     scheduler = torch.optim.lr_scheduler.LambdaLR(  # one factor for all groups: each keeps its own peak lr
         optimizer, lambda s: lr_factor(s, steps, warmup_steps, schedule))
     scaler = precision.grad_scaler()
-    generator = torch.Generator().manual_seed(seed)
-    order: list[int] = []
+    batches = batch_order(len(features), steps, batch_size, seed)
     result = TrainResult(device=str(device), precision=precision.reason)
     tokens, train_time = 0, 0.0
 
@@ -274,9 +290,7 @@ def train(model, tokenizer, train_examples, *, steps: int, batch_size: int = 8, 
     model.train()
     bar = tqdm(range(steps), desc="training", disable=not progress or (world is not None and not world.is_main))
     for step in bar:
-        if len(order) < batch_size:  # a fresh shuffle of the whole set for every epoch
-            order += torch.randperm(len(features), generator=generator).tolist()
-        chosen, order = order[:batch_size], order[batch_size:]
+        chosen = batches[step]
         mine = shard(chosen, world)  # this rank's slice of the global batch (all of it on one process)
         batch = to_device(collate([features[i] for i in mine], pad), device)
         t0 = time.perf_counter()

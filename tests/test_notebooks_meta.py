@@ -60,6 +60,8 @@ def test_a_good_notebook_passes(tmp_path):
     (lambda nb: nb.cells[2].outputs.append(nbformat.v4.new_output("stream", text="saved to /home/ann/x.png")),
      "absolute path"),
     (lambda nb: setattr(nb.cells[2], "source", "import os\n" * 31), "setup cell runs 31 lines"),
+    (lambda nb: setattr(nb.cells[0], "source", nb.cells[0].source + "\nthe update $(\x07lpha/r)\\,BA$"),
+     "control character '\\x07'"),
 ])
 def test_each_broken_rule_is_reported(tmp_path, breakage, expected):
     nb = _good_notebook()

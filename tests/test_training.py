@@ -22,6 +22,7 @@ from lora_edu.runtime import Precision
 from lora_edu.training import (
     TrainingDiverged,
     activation_ranges,
+    batch_order,
     lr_factor,
     train,
     training_step,
@@ -125,6 +126,27 @@ def test_same_seed_same_losses(tok, knowledge):
     runs = [train(tiny_lora(tok), tok, SHORT, steps=3, batch_size=2, lr=1e-3, device="cpu",
                   progress=False, seed=3) for _ in range(2)]
     assert [h["loss"] for h in runs[0].history] == [h["loss"] for h in runs[1].history]
+
+
+def test_batch_order_is_a_seeded_shuffle_per_epoch():
+    batches = batch_order(5, steps=4, batch_size=2, seed=7)  # 8 indices: all 5 of epoch 1, 3 of epoch 2
+    generator = torch.Generator().manual_seed(7)
+    epoch1, epoch2 = (torch.randperm(5, generator=generator).tolist() for _ in range(2))
+    assert batches == [epoch1[0:2], epoch1[2:4], [epoch1[4], epoch2[0]], epoch2[1:3]]  # batch 3 straddles
+    assert batch_order(5, 4, 2, seed=7) == batches and batch_order(5, 4, 2, seed=8) != batches
+
+
+def test_train_trains_on_the_batches_of_batch_order(tok, monkeypatch):
+    import lora_edu.training as training_module
+
+    examples = [{"prompt": f"Say {w}.", "target": w} for w in ("yes", "no", "maybe", "never", "soon")]
+    wanted = [[build_example(tok, examples[i]["prompt"], examples[i]["target"])["input_ids"] for i in b]
+              for b in batch_order(len(examples), 4, 2, seed=3)]
+    seen = []
+    monkeypatch.setattr(training_module, "collate",
+                        lambda feats, pad: seen.append([f["input_ids"] for f in feats]) or collate(feats, pad))
+    train(tiny_lora(tok), tok, examples, steps=4, batch_size=2, lr=1e-3, device="cpu", progress=False, seed=3)
+    assert seen == wanted
 
 
 # --- one step: clipping, GradScaler, autocast -------------------------------------------------------------

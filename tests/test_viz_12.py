@@ -1,5 +1,6 @@
-"""Notebook 12's figures draw what they claim: bars at the mean with a dot per seed and counts of n, one bar
-per route with a log axis for trainable numbers, a stored run's loss and field accuracy."""
+"""Notebook 12's figures draw what they claim: bars at the mean with a dot per seed and counts of n, one row
+per route with points on a log axis for trainable numbers and a dotted floor, a stored run's loss and field or
+word accuracy, each labelled in its own unit."""
 
 import matplotlib
 
@@ -17,20 +18,33 @@ def test_quality_bars_are_means_with_a_dot_per_seed():
     heights = [round(p.get_height(), 6) for p in ax.patches]
     assert heights == [85.0, 70.0, 50.0, 60.0]  # LoRA's bars first, then full's
     assert [len(line.get_ydata()) for line in ax.lines] == [2, 2, 1, 1]
-    texts = [t.get_text() for t in ax.texts]
+    texts = {t.get_text(): t for t in ax.texts}
     assert "34.0/40 (2 seeds)" in texts and "20/40" in texts
+    assert texts["34.0/40 (2 seeds)"].xy[1] == 90.0  # above the higher seed's dot, not at the mean
+    legend = ax.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["LoRA", "full", "one seed"]
+    ax.figure.canvas.draw()
+    top_of_bars = ax.transData.transform((0, 100))[1]
+    assert legend.get_window_extent().y0 >= top_of_bars - 1  # in the empty band above 100%, not over the bars
     with pytest.raises(ValueError, match="scores must map"):
         viz.plot_quality_quantity({"a": {}}, 40)
     plt.close("all")
 
 
-def test_routes_figure_has_counts_and_a_log_axis():
+def test_routes_figure_has_counts_a_floor_and_points_on_a_log_axis():
     rows = {"LoRA r=8": dict(word_accuracy=0.5, exact_match=0.1, train_time_s=60.0, trainable_params=2_442_240),
             "full": dict(word_accuracy=0.9, exact_match=0.6, train_time_s=120.0, trainable_params=134_515_008)}
-    fig = viz.plot_routes(rows, n_eval=40, base={"word_accuracy": 0.05})
+    fig = viz.plot_routes(rows, n_eval=40, base={"word_accuracy": 0.0, "exact_match": 0.0},
+                          floor=(0.374, "fixed answer"))
     words, times, params = fig.axes
-    assert params.get_xscale() == "log" and "4/40" in [t.get_text() for t in words.texts]
-    assert words.lines[0].get_xdata()[0] == 5.0  # the base model's word accuracy, dashed
+    texts = [t.get_text() for t in words.texts]
+    assert "4/40" in texts and "50% of words" in texts
+    assert words.lines[0].get_xdata()[0] == pytest.approx(37.4) and words.lines[0].get_linestyle() == ":"
+    assert "fixed answer (37.4% of words)" in [t.get_text() for t in words.get_legend().get_texts()]
+    assert "0/40 exact, 0% of the words" in words.get_title() and "of 40 sentences" in words.get_xlabel()
+    assert params.get_xscale() == "log" and not params.patches  # points, not bars
+    assert list(params.lines[0].get_xdata()) == [2_442_240, 134_515_008]
+    assert len(viz.plot_routes(rows, n_eval=40).axes[0].lines) == 0  # no floor, no base: nothing drawn
     with pytest.raises(ValueError, match="diverged"):
         viz.plot_routes({"x": dict(rows["full"], word_accuracy=None)}, 40)
     plt.close("all")
@@ -39,10 +53,20 @@ def test_routes_figure_has_counts_and_a_log_axis():
 def test_run_detail_shows_loss_and_fields():
     row = {"losses": [2.0, 1.0, 0.5], "field_accuracy": {"name": 1.0, "age": 0.5}, "exact_match": 0.5, "n": 2,
            "word_accuracy": 0.7}
-    loss_ax, acc_ax = viz.plot_run_detail(row, title="t").axes
-    assert list(loss_ax.lines[0].get_ydata()) == [2.0, 1.0, 0.5]
+    loss_ax, acc_ax = viz.plot_run_detail(row, title="t", loss_label="training loss (own targets)").axes
+    assert list(loss_ax.lines[0].get_ydata()) == [2.0, 1.0, 0.5] and loss_ax.get_ylabel() == "training loss (own targets)"
     assert [p.get_height() for p in acc_ax.patches] == [100.0, 50.0, 50.0]
     assert [t.get_text() for t in acc_ax.get_xticklabels()] == ["name", "age", "exact match"]
+    assert [t.get_text() for t in acc_ax.texts] == ["2/2", "1/2", "1/2"]
     with pytest.raises(ValueError, match="losses"):
         viz.plot_run_detail({"losses": []})
+    plt.close("all")
+
+
+def test_run_detail_labels_word_accuracy_as_words_not_sentences():
+    row = {"losses": [2.0, 1.0], "field_accuracy": None, "exact_match": 0.0, "n": 40, "word_accuracy": 0.301}
+    _, acc_ax = viz.plot_run_detail(row).axes
+    assert [t.get_text() for t in acc_ax.texts] == ["30.1% of words", "0/40"]
+    assert [t.get_text() for t in acc_ax.get_xticklabels()] == ["word accuracy", "exact match"]
+    assert acc_ax.get_ylabel() == "test set (%)"
     plt.close("all")
