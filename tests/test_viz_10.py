@@ -39,6 +39,12 @@ def test_spread_draws_each_points_slowest_to_fastest_pass():
     assert grouped.get_xdata()[0] < 1 < gathered.get_xdata()[0]  # nudged apart so bars do not overprint
 
 
+def test_spread_of_one_pass_draws_even_when_the_median_rounds_outside_it():
+    one_pass = 256 / 0.1  # fast mode: one pass, so the median is the slowest and the fastest pass
+    data = {"grouped": {1: one_pass * (1 + 1e-7)}}  # a float32 median, a rounding error above its range
+    viz.plot_serving_throughput(data, spread={"grouped": {1: (one_pass, one_pass)}})  # no negative-yerr error
+
+
 def test_malformed_input_is_refused():
     with pytest.raises(ValueError, match="method -> {distinct adapters k"):
         viz.plot_serving_throughput({})

@@ -35,8 +35,10 @@ def plot_serving_throughput(throughput: dict, k: int | None = None, ax=None,
                     color=f"C{i}", label=method, **single)
             bars = [x for x in xs if x in (spread or {}).get(method, {})]
             if bars:
-                below = [per_k[x] - spread[method][x][0] for x in bars]  # errorbar takes distances, not ends
-                above = [spread[method][x][1] - per_k[x] for x in bars]
+                # errorbar takes distances, not ends; max(0, ...): a median computed in float32 can sit a rounding
+                # error outside its own range (one pass: median = slowest = fastest)
+                below = [max(0.0, per_k[x] - spread[method][x][0]) for x in bars]
+                above = [max(0.0, spread[method][x][1] - per_k[x]) for x in bars]
                 ax.errorbar([x * nudge[method] for x in bars], [per_k[x] for x in bars], yerr=[below, above],
                             fmt="none", ecolor=f"C{i}", capsize=3, lw=1)
             if k is not None and k in per_k:
