@@ -33,6 +33,11 @@ def standard_tests(cases: list[tuple], answers: dict):
             assert not check(None)
         out = capsys.readouterr().out  # a value's hint says "placeholder", a function's "write the function"
         assert out.count("placeholder") + out.count("write the function first") == 2 * len(cases)
+        for check, name, wrong in cases:  # the hint a wrong answer gets is not shown before a first try
+            check(wrong)
+            hint = capsys.readouterr().out.split("Hint: ", 1)[1].strip()
+            check(...)
+            assert hint not in capsys.readouterr().out, name
 
     return test_reference_answers_pass, test_wrong_answers_fail_with_a_hint, test_placeholders_do_not_raise
 

@@ -32,10 +32,13 @@ def report(name: str, ok: bool, hint: str) -> Check:
     return Check(name, ok)
 
 
+_HINT_LATER = "(a hint comes with a first wrong answer)."
+
+
 def check_value(name: str, answer, expected, hint: str, rtol: float = 1e-6) -> Check:
     """Compare a number, a tensor, or a tuple/list of them with the expected answer."""
-    if _unanswered(answer):
-        return report(name, False, "replace the placeholder `...` with your answer, then re-run. " + hint)
+    if _unanswered(answer):  # no hint before a first try: many hints are most of the answer
+        return report(name, False, "replace the placeholder `...` with your answer, then re-run " + _HINT_LATER)
     try:
         if isinstance(expected, (tuple, list)):
             ok = len(answer) == len(expected) and all(
@@ -60,10 +63,10 @@ def check_function(name: str, fn, reference, inputs: list[tuple], hint: str, ato
                    placeholder_hint: str | None = None) -> Check:
     """Call the learner's ``fn`` and ``reference`` on each input tuple and compare the results.
 
-    ``placeholder_hint`` (optional) is shown instead of ``hint`` while ``fn`` is still the placeholder, for an
-    exercise whose hint would give the answer away before the learner has tried."""
+    While ``fn`` is still the placeholder, ``hint`` is held back (it would give the answer away before a first
+    try); ``placeholder_hint`` (optional) says what to write instead."""
     if _unanswered(fn):
-        return report(name, False, "write the function first. " + (placeholder_hint or hint))
+        return report(name, False, "write the function first. " + (placeholder_hint or "Then re-run " + _HINT_LATER))
     try:
         results = [fn(*args) for args in inputs]
         if any(result is None for result in results):  # a stub whose body is still `...`, or no return

@@ -33,11 +33,12 @@ def check_precision_choice(answer) -> Check:
 
     expected = tuple((p.dtype, p.use_grad_scaler) for p in (precision_policy("cuda", capability=(7, 5)),
                                                             precision_policy("cuda", capability=(8, 0))))
+    form = "Answer ((torch.float16 or torch.bfloat16, True/False), (..., ...))."
     hint = ("bf16 needs compute capability >= 8.0 (Ampere); below it the policy uses fp16 autocast, whose small "
-            "gradients need loss scaling. Answer ((torch.float16 or torch.bfloat16, True/False), (..., ...)).")
+            "gradients need loss scaling. " + form)
     if _unanswered(answer):
         return report("08.3 precision by GPU", False, "replace the placeholder `...` with your answer, then "
-                                                      "re-run. " + hint)
+                                                      "re-run. " + form)
     try:
         ok = tuple(tuple(pair) for pair in answer) == expected
     except TypeError:
