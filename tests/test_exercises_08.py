@@ -12,6 +12,8 @@ CASES = [
     (exercises.check_rank64_trainable, "rank64_trainable", 2_442_240),  # the r=8 count
     (exercises.check_rslora_scale, "rslora_scale", (2.0, 1.0)),  # LoRA's scale, not rsLoRA's
     (exercises.check_precision_choice, "precision_choice", ((torch.bfloat16, False), (torch.bfloat16, False))),
+    (exercises.check_precision_choice, "precision_choice", ((torch.bfloat16, False), (torch.float16, False))),  # no scaler
+    (exercises.check_adapter_ratio, "adapter_ratio", 542 / 9.8),  # the two rounded disk sizes, not the counts
     (exercises.check_adapter_ratio, "adapter_ratio", 134_515_008 / 460_800),  # q_proj, v_proj only
 ]
 
@@ -22,7 +24,7 @@ test_reference_answers_pass, test_wrong_answers_fail_with_a_hint, test_placehold
 def test_malformed_answers_do_not_raise(capsys):
     assert not exercises.check_precision_choice("fp16 on a T4")
     assert not exercises.check_precision_choice(42)
-    assert not exercises.check_precision_choice(((torch.float16, True),))  # the A100 is missing
+    assert not exercises.check_precision_choice(((torch.bfloat16, False),))  # the P100 is missing
     assert not exercises.check_rslora_scale(16.0)  # a number, not the pair
     assert capsys.readouterr().out.count("Hint") == 4
 
@@ -35,8 +37,9 @@ def test_the_answers_follow_from_the_library():
     rs = LoraLinear(torch.nn.Linear(64, 64), r=64, lora_alpha=128, use_rslora=True)
     plain = LoraLinear(torch.nn.Linear(64, 64), r=64, lora_alpha=128)
     assert (rs.scaling, rs.scaling / plain.scaling) == SOLUTIONS["rslora_scale"]
-    t4 = runtime.precision_policy("cuda", capability=(7, 5))
-    assert SOLUTIONS["precision_choice"][0] == (t4.dtype, t4.use_grad_scaler)
+    l4, p100 = (runtime.precision_policy("cuda", capability=c) for c in ((8, 9), (6, 0)))
+    assert SOLUTIONS["precision_choice"] == ((l4.dtype, l4.use_grad_scaler), (p100.dtype, p100.use_grad_scaler))
+    assert exercises.check_adapter_ratio(55) and exercises.check_adapter_ratio(55.1)  # honest rounded answers
 
 
 def _row(r, loss, **changes):

@@ -18,7 +18,8 @@ def dora_weight_wrong_dim(W0, A, B, m, scaling):
 CASES = [
     (exercises.check_dora_magnitude_count, "dora_magnitude_count", 30 * (576 + 576)),  # v_proj taken as square
     (exercises.check_dora_weight, "dora_weight", dora_weight_wrong_dim),
-    (exercises.check_loraplus_lrs, "loraplus_lrs", (2e-4, 3.2e-3, 2e-4)),  # magnitude left at A's lr
+    (exercises.check_loraplus_lrs, "loraplus_lrs", (5e-4, 4e-3, 5e-4)),  # magnitude left at A's lr
+    (exercises.check_loraplus_lrs, "loraplus_lrs", (2e-4, 3.2e-3, 3.2e-3)),  # section 4's setting, copied
     (exercises.check_rslora_equivalent_alpha, "rslora_equivalent_alpha", 16 * 8 / 64),  # mixed up the rules
     (exercises.check_adapter_flops, "adapter_flops", 30 * (2 * 576 * 64 + 2 * 64 * 576)),  # one adapter/layer
 ]
@@ -57,8 +58,11 @@ def test_the_rank64_experiment_refuses_runs_that_do_not_test_the_question(capsys
         "rslora", (LoraConfig(r=8, lora_alpha=16), run), (LoraConfig(r=8, lora_alpha=16, use_rslora=True), run))
     assert not exercises.check_rslora_rank64_experiment(
         "rslora", (standard, run), (LoraConfig(r=64, lora_alpha=32, target_modules="all-linear", use_rslora=True), run))
+    big = dict(r=64, lora_alpha=128, target_modules="all-linear")  # same alpha in both, but not the question's 16
+    assert not exercises.check_rslora_rank64_experiment(
+        "rslora", (LoraConfig(**big), run), (LoraConfig(**big, use_rslora=True), run))
     assert not exercises.check_rslora_rank64_experiment("rslora", (standard, train_result([0.5] * 5)), (rslora, train_result([0.5] * 5)))
     assert not exercises.check_rslora_rank64_experiment("maybe", (standard, run), (rslora, run))
     assert not exercises.check_rslora_rank64_experiment(..., ..., ...)
     out = capsys.readouterr().out
-    assert "correct!" not in out and out.count("Hint") == 6
+    assert "correct!" not in out and out.count("Hint") == 7

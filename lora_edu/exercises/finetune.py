@@ -28,11 +28,12 @@ def check_rslora_scale(answer) -> Check:
 
 
 def check_precision_choice(answer) -> Check:
-    """Exercise 08.3: (dtype, GradScaler?) for a T4 (capability 7.5) and an A100 (8.0), as a pair of pairs."""
+    """Exercise 08.3: (dtype, GradScaler?) for an L4 (capability 8.9) and a P100 (6.0), as a pair of pairs: two
+    GPUs that section 1's table did not print."""
     from ..runtime import precision_policy
 
-    expected = tuple((p.dtype, p.use_grad_scaler) for p in (precision_policy("cuda", capability=(7, 5)),
-                                                            precision_policy("cuda", capability=(8, 0))))
+    expected = tuple((p.dtype, p.use_grad_scaler) for p in (precision_policy("cuda", capability=(8, 9)),
+                                                            precision_policy("cuda", capability=(6, 0))))
     form = "Answer ((torch.float16 or torch.bfloat16, True/False), (..., ...))."
     hint = ("bf16 needs compute capability >= 8.0 (Ampere); below it the policy uses fp16 autocast, whose small "
             "gradients need loss scaling. " + form)
@@ -47,9 +48,10 @@ def check_precision_choice(answer) -> Check:
 
 
 def check_adapter_ratio(answer) -> Check:
-    """Exercise 08.4: how many times larger the merged fp32 model is than the r = 8 all-linear fp32 adapter."""
+    """Exercise 08.4: how many times larger the merged fp32 model is than the r = 8 all-linear fp32 adapter, from
+    the parameter counts. rtol 3e-3 takes 55 or 55.1 but not the ratio of the two rounded disk sizes (542 / 9.8)."""
     return check_value("08.4 merged model / adapter", answer,
-                       134_515_008 / smollm2_lora_params(SMOLLM2_LINEAR_SHAPES, 8), rtol=1e-2,
+                       134_515_008 / smollm2_lora_params(SMOLLM2_LINEAR_SHAPES, 8), rtol=3e-3,
                        hint="both are 4 bytes per number: the merged model has the base's 134,515,008 parameters "
                             "(the tied embedding once), the adapter only A and B (r * (in + out) per layer).")
 

@@ -10,7 +10,7 @@ from .core import Check, _unanswered, check_function, check_paired_runs, check_v
 # Checkers for notebooks/09_variants.ipynb. SmolLM2-135M: hidden 576, MLP 1536, 30 decoder layers; q_proj is
 # 576 -> 576, v_proj 576 -> 192. Each problem's data is stated in the notebook and here.
 
-EX09_LR, EX09_RATIO = 2e-4, 16  # exercise 09.3: LoRA+ with this lr (A's) and loraplus_lr_ratio
+EX09_LR, EX09_RATIO = 5e-4, 8  # exercise 09.3: LoRA+ with this lr (A's) and loraplus_lr_ratio (not section 4's)
 EX09_BOTTLENECK = 64  # exercise 09.5: a Houlsby adapter's bottleneck width on SmolLM2
 
 
@@ -41,7 +41,8 @@ def check_dora_weight(fn) -> Check:
     """Exercise 09.2: ``fn(W0, A, B, m, scaling)`` returns DoRA's merged weight W' (out, in)."""
     return check_function("09.2 DoRA weight", fn, dora_weight_reference, _dora_inputs(), atol=1e-5,
                           hint="form W = W0 + scaling * B @ A; take the norm of each ROW "
-                               "(torch.linalg.norm(W, dim=1, keepdim=True)); then m[:, None] * W / norm.")
+                               "(torch.linalg.norm(W, dim=1, keepdim=True)); then m[:, None] * W / norm.",
+                          placeholder_hint="W' is (out, in): over which dim does PEFT's norm run?")
 
 
 def check_loraplus_lrs(answer) -> Check:
@@ -74,10 +75,14 @@ def check_rslora_rank64_experiment(prediction, standard_experiment, rslora_exper
     the line after it says whether the prediction held."""
     name = "09.6 experiment: rsLoRA against standard scaling at r = 64"
     pairs = (standard_experiment, rslora_experiment)
-    if not any(_unanswered(a) for a in (prediction, *pairs)) and all(
-            isinstance(p, tuple) and len(p) == 2 and getattr(p[0], "r", None) != EX09_RANK for p in pairs):
-        return report(name, False, f"train both at r = {EX09_RANK} (LoraConfig(r={EX09_RANK}, lora_alpha=16, ...)): "
-                      "at r = 8 and 32 section 6 already ran the pair.")
+    if not any(_unanswered(a) for a in (prediction, *pairs)) and all(isinstance(p, tuple) and len(p) == 2
+                                                                     for p in pairs):
+        if all(getattr(p[0], "r", None) != EX09_RANK for p in pairs):
+            return report(name, False, f"train both at r = {EX09_RANK} (LoraConfig(r={EX09_RANK}, lora_alpha=16, "
+                          "...)): at r = 8 and 32 section 6 already ran the pair.")
+        if any(getattr(p[0], "lora_alpha", None) != 16 for p in pairs):
+            return report(name, False, "the question is about lora_alpha = 16 (s = 0.25 against 2): use "
+                          "LoraConfig(r=64, lora_alpha=16, ...) for both runs.")
     return check_paired_runs(
         name, prediction, {"standard": "standard", "rslora": "rslora"}, pairs,
         knob=lambda config: "rslora" if config.use_rslora else "standard",

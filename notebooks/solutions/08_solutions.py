@@ -10,9 +10,9 @@ rank64_trainable = 64 * 30 * (1152 + 768 + 768 + 1152 + 2112 + 2112 + 2112)
 # at the same A and B: switching rsLoRA on at fixed alpha multiplies the step size of delta W by sqrt(r).
 rslora_scale = (128 / 64**0.5, (128 / 64**0.5) / (128 / 64))
 
-# 08.3: a T4 (7.5) has no bf16 hardware: fp16 autocast with a GradScaler. An A100 (8.0): bf16, no scaler needed
-# (bf16 has fp32's exponent range, so small gradients do not flush to zero).
-precision_choice = ((torch.float16, True), (torch.bfloat16, False))
+# 08.3: an L4 (8.9, Ada) is >= 8.0: bf16, no scaler needed (bf16 has fp32's exponent range, so small gradients do
+# not flush to zero). A P100 (6.0, Pascal) has no bf16 hardware: fp16 autocast with a GradScaler.
+precision_choice = ((torch.bfloat16, False), (torch.float16, True))
 
 # 08.4: 134,515,008 * 4 bytes for the merged model against 2,442,240 * 4 bytes for the adapter: about 55x.
 adapter_ratio = 134_515_008 / 2_442_240

@@ -16,9 +16,9 @@ def dora_weight(W0, A, B, m, scaling):
     return m[:, None] * W / torch.linalg.norm(W, dim=1, keepdim=True)
 
 
-# 09.3: lr = 2e-4, ratio 16: A at 2e-4; B at 16 * 2e-4 = 3.2e-3; DoRA's magnitude is 1-D, and PEFT's grouping
-# puts every 1-D trainable parameter with B, so it also gets 3.2e-3.
-loraplus_lrs = (2e-4, 2e-4 * 16, 2e-4 * 16)
+# 09.3: lr = 5e-4, ratio 8: A at 5e-4; B at 8 * 5e-4 = 4e-3; DoRA's magnitude is 1-D, and PEFT's grouping
+# puts every 1-D trainable parameter with B, so it also gets 4e-3.
+loraplus_lrs = (5e-4, 5e-4 * 8, 5e-4 * 8)
 
 # 09.4: rsLoRA at r = 64, alpha = 16: scaling 16 / 8 = 2. Standard scaling alpha / 64 = 2 needs alpha = 128.
 rslora_equivalent_alpha = 16 * math.sqrt(64)
