@@ -35,6 +35,8 @@ def test_forward_checker_reports_other_mistakes(capsys):
     assert "RuntimeError" in capsys.readouterr().out
     assert not exercises.check_scaling(2.0)  # one number, not the (standard, rslora) pair
     assert not exercises.check_scaling((0.25, 2.0))  # r = 64, lora_alpha = 16: the pair section 6 prints
+    assert exercises.check_scaling((2, 22.63))  # rounded by hand: right
+    assert not exercises.check_scaling((2, 22.7))  # off by 0.3%: not the square root
 
 
 def test_forward_placeholder_hint_does_not_give_the_formula_away(capsys):
