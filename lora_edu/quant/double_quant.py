@@ -12,7 +12,9 @@ paper's "8-bit Floats" means this map. ``double_quantize`` mirrors ``bitsandbyte
 compress_statistics=True)`` on the CPU (0.50.2) bit for bit: the offset, the nested absmax, every code
 (``bnb_cpu_search`` ports bitsandbytes' lookup table) and so the dequantized weights (tests/test_quant_nf4.py).
 ``match_bitsandbytes=False`` takes the exactly nearest map value instead (``nearest_index``), the teaching
-version: it differs in about 1 code in 600 and its error is never larger.
+version: it differs in about 1 code in 600 and its error is never larger. bitsandbytes' CUDA kernel picks the
+nearest value too: on an H200 (0.50.2, benchmarks/nf4_devices.py) its constants equalled ``match_bitsandbytes=False``'s
+in all 470,016 of three SmolLM2-shaped random weights, and differed from its own CPU kernel's (ours) in 765.
 """
 
 from __future__ import annotations

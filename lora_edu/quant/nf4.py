@@ -12,7 +12,12 @@ NF4 and FP4 differ only in the 16 values: NF4 is a lookup table of normal quanti
 
 Matches ``bitsandbytes.functional.quantize_4bit`` / ``dequantize_4bit`` on the CPU (0.50.2) byte for byte:
 the first of two codes goes in the *high* nibble, a weight whose size is not a multiple of the block size
-gets a shorter last block, and an odd count is padded with the code of 0.0 (tests/test_quant_nf4.py).
+gets a shorter last block, and an odd count is padded with the code of 0.0 (tests/test_quant_nf4.py). One
+exception, on processors with AVX512-FP16 (seen on an Intel Xeon): there bitsandbytes' CPU kernel rounds an
+fp16 result exactly halfway between two fp16 values away from zero, where ours rounds half to even (IEEE).
+bitsandbytes' CUDA kernels round a few values differently from its CPU ones (and so from ours): measured on an
+H200 (0.50.2, 28.3 M random weights), 4 codes, each of a value on a midpoint between two code values to within
+one fp32 rounding step, and with double quantization some 8-bit constants (``double_quant``'s docstring).
 """
 
 from __future__ import annotations
