@@ -133,35 +133,48 @@ def run_route(train_examples: list[dict], test_examples: list[dict], *, route: s
     return row
 
 
-def paged_optimizer_peak(steps: int = 4, batch_size: int = 8, seq_len: int = 256, loader=None) -> dict:
-    """GPU memory of ``steps`` full fine-tuning steps of SmolLM2 with ``torch.optim.AdamW`` and with
-    bitsandbytes' ``PagedAdamW`` (32-bit states in CUDA unified memory, which the driver moves to CPU RAM when
-    the GPU runs short). ``peak_allocated_bytes`` is PyTorch's allocator only, which never sees the paged
-    states; ``device_used_bytes`` is the whole device after the steps, paged states included while they sit
-    on the GPU. On the CPU: ``NoGPUError`` (paging is between GPU and CPU memory)."""
+def paged_optimizer_peak(steps: int = 20, batch_size: int = 8, seq_len: int = 256, loader=None) -> dict:
+    """GPU memory and time of ``steps`` full fine-tuning steps of SmolLM2 (bf16) with three optimizers:
+    ``torch.optim.AdamW`` (its two states in the parameters' bf16), bitsandbytes' ``AdamW32bit`` (fp32 states
+    in PyTorch's allocator) and ``PagedAdamW`` (the same fp32 states in CUDA unified memory, which the driver
+    moves to CPU RAM when the GPU runs short). Per optimizer: ``peak_allocated_bytes``, PyTorch's allocator
+    only, which never sees the paged states; ``device_added_bytes``, what the whole device holds after the
+    steps beyond what it held before the model was loaded (paged states included while they sit on the GPU;
+    bitsandbytes keeps them until the process ends, so they are counted once, in PagedAdamW's run, which comes
+    last); ``s_per_step``, the mean of the steps after the first (the first also allocates the states and warms
+    the kernels: ``first_step_s``). On the CPU: ``NoGPUError`` (paging is between GPU and CPU memory)."""
     if not torch.cuda.is_available():
         raise NoGPUError(gpu_message("A paged optimizer"))
+    if steps < 2:
+        raise ValueError(f"steps must be at least 2 (the first is timed apart), got {steps}.")
     import bitsandbytes as bnb
 
+    optimizers = {"AdamW": torch.optim.AdamW, "AdamW32bit": bnb.optim.AdamW32bit, "PagedAdamW": bnb.optim.PagedAdamW}
     out = {}
-    for name in ("AdamW", "PagedAdamW"):
+    for name, optimizer_class in optimizers.items():
+        torch.cuda.empty_cache()
+        free, total = torch.cuda.mem_get_info()  # the whole device, unified-memory pages on it included
+        used_before = total - free
         model, _ = (loader or (lambda n: pretrained.load_model(n, verbose=False)))(pretrained.DEFAULT_MODEL)
         model = model.to("cuda", dtype=torch.bfloat16)
         full_finetune_setup(model)
-        optimizer = (torch.optim.AdamW if name == "AdamW" else bnb.optim.PagedAdamW)(model.parameters(), lr=1e-5)
+        optimizer = optimizer_class(model.parameters(), lr=1e-5)
         ids = torch.randint(0, model.config.vocab_size, (batch_size, seq_len), device="cuda",
                             generator=torch.Generator("cuda").manual_seed(0))
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-        t0 = time.perf_counter()
+        times = []
         for _ in range(steps):
+            t0 = time.perf_counter()
             model(input_ids=ids, labels=ids).loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-        torch.cuda.synchronize()
-        free, total = torch.cuda.mem_get_info()  # the whole device, unified-memory pages on it included
-        out[name] = {"peak_allocated_bytes": torch.cuda.max_memory_allocated(), "device_used_bytes": total - free,
-                     "s_per_step": (time.perf_counter() - t0) / steps}
+            torch.cuda.synchronize()
+            times.append(time.perf_counter() - t0)
+        free, total = torch.cuda.mem_get_info()
+        out[name] = {"peak_allocated_bytes": torch.cuda.max_memory_allocated(),
+                     "device_added_bytes": total - free - used_before,
+                     "s_per_step": sum(times[1:]) / (steps - 1), "first_step_s": times[0]}
         del model, optimizer
-        torch.cuda.empty_cache()
+    torch.cuda.empty_cache()
     return out
