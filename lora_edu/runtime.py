@@ -69,6 +69,15 @@ def get_device(prefer: str | None = None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def synchronize(device: torch.device | str) -> None:
+    """Wait until ``device`` has finished the work queued on it; a no-op on the CPU. A GPU runs asynchronously:
+    a call returns once its kernels are queued, so a clock read right after it times the queuing, not the work.
+    Call this before each ``time.perf_counter()`` that closes a timed GPU region."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 # Where Colab hides the GPU switch; every "no GPU" message says it the same way.
 COLAB_GPU_STEPS = "Runtime > Change runtime type > T4 GPU > Save, then run the notebook again from the top"
 

@@ -76,6 +76,16 @@ def test_no_gpu_message_says_what_to_do_in_colab(monkeypatch):
     assert runtime.require_gpu() == torch.device("cuda")
 
 
+def test_synchronize_waits_for_a_gpu_only(monkeypatch):
+    waited = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: waited.append(device))
+    runtime.synchronize("cpu")
+    runtime.synchronize(torch.device("cpu"))
+    assert waited == []  # nothing to wait for on the CPU (and no CUDA call on a machine without CUDA)
+    runtime.synchronize("cuda:0")
+    assert waited == [torch.device("cuda:0")]
+
+
 def test_the_model_source_is_the_gguf_file_unless_asked(monkeypatch):
     monkeypatch.delenv("LORA_EDU_SOURCE", raising=False)
     assert runtime.model_source() == "gguf"
