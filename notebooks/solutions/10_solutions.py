@@ -24,8 +24,9 @@ max_lora_rank = 64
 # fixed cost over four times the tokens. In the notebook (section 6's measure; about a minute on a CPU):
 #   big = measure(8, torch.randint(1, 49152, (32, 32), generator=torch.Generator().manual_seed(1)))
 #   exercises.check_merge_swap_batch_experiment(prediction, mixes[8], big)
-# Measured once on a 2-core CPU (a copy of the stored notebook run to this cell): merge-swap / peft 0.42 with 8 rows,
-# 0.64 with 32 rows. One run of 3 passes each: timings on a shared machine move by 10-20%.
+# Measured once on a 2-core CPU, in a separate run (a copy of an earlier stored notebook run to this cell, 3 passes
+# each): merge-swap / peft 0.42 with 8 rows, 0.64 with 32 rows. The stored notebook's own 8-row figure is 0.35 (7
+# passes): timings on a shared machine move by 10-20% and more.
 prediction = "rise"
 
 if __name__ == "__main__":
