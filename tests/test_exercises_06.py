@@ -47,7 +47,12 @@ def test_q8_0_block_is_the_one_gguf_reads():
 def test_the_fake_quant_placeholder_hint_does_not_give_the_answer(capsys):
     assert not exercises.check_fake_quant_int8(...)
     out = capsys.readouterr().out
-    assert "quantize_absmax" in out and "torch.round" not in out
+    assert "plain torch" in out and "torch.round" not in out
+
+
+def test_bits_per_parameter_accepts_three_decimals_but_not_a_forgotten_nested_absmax():
+    assert exercises.check_bits_per_parameter((4.25, 4.063))  # rounded as the notebook rounds 4.127
+    assert not exercises.check_bits_per_parameter((4.25, 4.0625))  # 4 + 8/128: the fp32 absmax per 256 forgotten
 
 
 def test_the_blocksize_experiment_recomputes_the_errors_and_says_if_the_prediction_held(capsys):

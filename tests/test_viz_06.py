@@ -118,3 +118,20 @@ def test_weight_histogram_legend_sits_below_the_axes():
     ax.figure.canvas.draw()
     assert ax.get_legend().get_window_extent().y1 < ax.get_window_extent().y0  # off the bars and the lines
     plt.close(ax.figure)
+
+
+def test_code_values_marks_draw_grey_lines_in_the_histogram():
+    fig = viz.plot_code_values({"NF4": quant.nf4_code()}, sample=torch.rand(500) * 2 - 1,
+                               marks={"1/15 inside the extreme": [-14 / 15, 14 / 15]})
+    hist_ax = fig.axes[0]
+    xs = sorted(line.get_xdata()[0] for line in hist_ax.get_lines())
+    assert xs == pytest.approx([-14 / 15, 14 / 15])
+    assert [t.get_text() for t in hist_ax.get_legend().get_texts()] == ["1/15 inside the extreme"]
+
+
+def test_error_vs_memory_writes_point_labels_and_rejects_a_wrong_count():
+    curves = {"int4": ([4.5, 4.25], [0.11, 0.13]), "NF4": ([4.5, 4.25], [0.09, 0.1])}
+    ax = viz.plot_error_vs_memory(curves, point_labels={"NF4": ["B=64", "B=128"]})
+    assert [t.get_text() for t in ax.texts] == ["B=64", "B=128"]
+    with pytest.raises(ValueError, match="one text per point"):
+        viz.plot_error_vs_memory(curves, point_labels={"NF4": ["B=64"]})

@@ -40,9 +40,10 @@ def plot_weight_histogram(weight, name: str = "weight", ax=None, bins: int = 201
     return ax
 
 
-def plot_code_values(codes: dict, sample=None, title: str = "The 16 values of each 4-bit format"):
+def plot_code_values(codes: dict, sample=None, title: str = "The 16 values of each 4-bit format", marks=None):
     """Each format's values (``label -> its values in [-1, 1]``, 16 at most) as a row of dots; above them, if given, a
-    histogram of ``sample`` (weights divided by their block's absmax, so also in [-1, 1]).
+    histogram of ``sample`` (weights divided by their block's absmax, so also in [-1, 1]). ``marks`` (optional,
+    ``label -> x values``) draws thin grey lines at those x in the histogram, e.g. a grid's boundary.
 
     A format serves the weights well when its values are dense where the histogram is high.
     """
@@ -66,6 +67,10 @@ def plot_code_values(codes: dict, sample=None, title: str = "The 16 values of ea
             axes[0].hist(s, bins=161, range=(-1, 1), color="0.6")
             axes[0].set_ylabel("weights")
             axes[0].set_title(title)
+            for label, xs in (marks or {}).items():
+                for j, x in enumerate(xs):
+                    axes[0].axvline(float(x), color="0.3", lw=0.8, ls=":", label=label if j == 0 else None)
+                axes[0].legend(fontsize=9, loc="upper left")  # the histogram peaks in the middle
         ax = axes[-1]
         for i, v in enumerate(rows.values()):
             ax.plot(v.numpy(), [len(rows) - 1 - i] * v.numel(), "o", color=f"C{i}", ms=6)  # first row on top
@@ -106,9 +111,11 @@ def plot_format_errors(errors: dict, ax=None, ylabel: str = r"relative error $\|
     return ax
 
 
-def plot_error_vs_memory(curves: dict, chosen=None, ax=None, title: str = "Error against memory"):
+def plot_error_vs_memory(curves: dict, chosen=None, ax=None, title: str = "Error against memory",
+                         point_labels=None):
     """One line per ``label -> (bits_per_parameter, errors)``, log error axis; ``chosen`` = ``(x, y, text)``
-    is ringed and labelled. Lower left is better: fewer bits and less error."""
+    is ringed and labelled. ``point_labels`` (optional, ``curve label -> one text per point``) writes each
+    point's text beside it, e.g. its block size. Lower left is better: fewer bits and less error."""
     with style():
         if ax is None:
             _, ax = plt.subplots(figsize=(8.5, 4.5))
@@ -118,6 +125,14 @@ def plot_error_vs_memory(curves: dict, chosen=None, ax=None, title: str = "Error
                                  "Fix: one error per bits-per-parameter value.")
             style_kw = dict(ls="--", marker="s") if "NF4" in label else dict(marker="o")
             ax.plot([float(x) for x in xs], [float(y) for y in ys], label=label, color=f"C{i}", ms=4, **style_kw)
+            texts = (point_labels or {}).get(label)
+            if texts is not None:
+                if len(texts) != len(xs):
+                    raise ValueError(f"point_labels[{label!r}] has {len(texts)} texts for {len(xs)} points. "
+                                     "Fix: one text per point, in the curve's order.")
+                for x, y, t in zip(xs, ys, texts, strict=True):
+                    ax.annotate(t, (float(x), float(y)), xytext=(0, -11), textcoords="offset points",
+                                ha="center", va="top", fontsize=8, color=f"C{i}")
         if chosen is not None:
             x, y, text = chosen
             ax.plot([x], [y], "o", ms=16, mfc="none", mec="k", mew=2)
