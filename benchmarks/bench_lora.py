@@ -40,7 +40,8 @@ from lora_edu.runtime import Precision
 from lora_edu.training import training_step
 
 # peft imports bitsandbytes, which logs that an optional CPU kernel package is missing: not in our table
-logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+for _noisy in ("bitsandbytes", "kernels"):  # optional-kernel notes logged when bitsandbytes is imported
+    logging.getLogger(_noisy).setLevel(logging.ERROR)
 import peft  # noqa: E402  (after the line above)
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]

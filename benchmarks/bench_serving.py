@@ -39,7 +39,8 @@ from timing import interleaved, machine_info  # benchmarks/timing.py
 from lora_edu import LoraConfig, inject_lora, load_adapter, merge_and_unload, save_adapter
 from lora_edu.serving import MultiLoraModel, merged
 
-logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+for _noisy in ("bitsandbytes", "kernels"):  # optional-kernel notes logged when bitsandbytes is imported
+    logging.getLogger(_noisy).setLevel(logging.ERROR)
 import peft  # noqa: E402  (after the line above)
 
 ALL = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
