@@ -17,8 +17,11 @@ from .data import FORMAT_KEYS, exact_match, field_accuracy, parse_record
 
 @torch.no_grad()
 def generate_answers(model, tokenizer, prompts: list[str], max_new_tokens: int = 48,
-                     batch_size: int = 8) -> list[str]:
-    """Greedy answers to ``prompts`` (user messages), one string each, cut at the end-of-turn token."""
+                     batch_size: int = 8, return_finished: bool = False):
+    """Greedy answers to ``prompts`` (user messages), one string each, cut at the end-of-turn token.
+
+    With ``return_finished=True``: ``(answers, finished)``, where ``finished[i]`` says whether answer i ended with
+    the end-of-turn token within ``max_new_tokens`` (False: it was cut off at the cap)."""
     if isinstance(prompts, str):
         raise TypeError("prompts must be a list of strings; wrap a single prompt as [prompt].")
     if not prompts:
@@ -29,7 +32,7 @@ def generate_answers(model, tokenizer, prompts: list[str], max_new_tokens: int =
     end_id, pad_id = end_token_id(tokenizer), pad_token_id(tokenizer)
     was_training = model.training
     model.eval()
-    answers = []
+    answers, finished = [], []
     for i in range(0, len(prompts), batch_size):
         ids = [prompt_ids(tokenizer, p) for p in prompts[i:i + batch_size]]
         input_ids = pad_batch(ids, pad_id, side="left").to(device)  # (batch, longest prompt)
@@ -37,10 +40,11 @@ def generate_answers(model, tokenizer, prompts: list[str], max_new_tokens: int =
         out = model.generate(input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=max_new_tokens,
                              do_sample=False, eos_token_id=end_id, pad_token_id=pad_id)
         for row in out[:, input_ids.shape[1]:].tolist():  # only the new tokens
+            finished.append(end_id in row)
             row = row[:row.index(end_id)] if end_id in row else row  # finished rows are padded after the end
             answers.append(tokenizer.decode(row, skip_special_tokens=True))
     model.train(was_training)
-    return answers
+    return (answers, finished) if return_finished else answers
 
 
 def evaluate(model, tokenizer, examples: list[dict], task: str | None = None, max_new_tokens: int = 48,

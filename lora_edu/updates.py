@@ -126,11 +126,18 @@ def make_extract(names: list[str], base_weights: dict, tokenizer, general: list[
     return extract, "updates " + run_key({"names": list(names), "r_full": r_full, "general": general})
 
 
-def general_examples(model, tokenizer, prompts=GENERAL_PROMPTS, max_new_tokens: int = 32) -> list[dict]:
-    """``prompts`` with the base model's own greedy answers as targets (call it before any training)."""
-    answers = generate_answers(model, tokenizer, list(prompts), max_new_tokens=max_new_tokens)
-    examples = [{"prompt": p, "target": a} for p, a in zip(prompts, answers, strict=True) if a.strip()]
-    if not examples:  # an empty answer has no tokens to score, so it is left out; all empty is an error
-        raise ValueError("The model answered none of the prompts (every answer was empty), so there is nothing "
-                         "to measure forgetting on. Fix: call this on the pretrained base model, before training.")
+def general_examples(model, tokenizer, prompts=GENERAL_PROMPTS, max_new_tokens: int = 96) -> list[dict]:
+    """``prompts`` with the base model's own greedy answers as targets (call it before any training).
+
+    Only answers that finished within ``max_new_tokens`` are kept: a target always ends in the end-of-turn token
+    (``chat.build_example`` appends it), so a cut-off answer would end in a stop in mid-sentence that the base
+    model finds very unlikely, and the loss would then measure that stop more than the answer (notebook 11)."""
+    answers, finished = generate_answers(model, tokenizer, list(prompts), max_new_tokens=max_new_tokens,
+                                         return_finished=True)
+    examples = [{"prompt": p, "target": a} for p, a, done in zip(prompts, answers, finished, strict=True)
+                if done and a.strip()]  # an empty answer has no tokens to score
+    if not examples:
+        raise ValueError(f"None of the {len(answers)} answers both finished within max_new_tokens={max_new_tokens} "
+                         "and said something, so there is nothing to measure forgetting on. Fix: call this on the "
+                         "pretrained base model, before training, and raise max_new_tokens if answers were cut.")
     return examples

@@ -60,6 +60,27 @@ def test_batched_generation_with_left_padding_equals_one_by_one(tok, fmt):
     batched = generate_answers(model, tok, prompts, max_new_tokens=6, batch_size=2)
     single = [generate_answers(model, tok, [p], max_new_tokens=6)[0] for p in prompts]
     assert batched == single and len(batched) == 2
+    answers, finished = generate_answers(model, tok, prompts, max_new_tokens=6, batch_size=2, return_finished=True)
+    assert answers == batched and len(finished) == 2 and all(isinstance(f, bool) for f in finished)
+
+
+def test_generate_answers_says_which_answers_finished(tok):
+    from lora_edu.chat import end_token_id
+
+    end, word = end_token_id(tok), tok("yes", add_special_tokens=False).input_ids[0]
+
+    class Scripted(torch.nn.Module):  # row 0 ends after one word; row 1 is cut at the cap
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def generate(self, input_ids, **kw):
+            new = torch.tensor([[word, end, end], [word, word, word]])
+            return torch.cat([input_ids, new], dim=1)
+
+    answers, finished = generate_answers(Scripted(), tok, ["a", "b"], max_new_tokens=3, return_finished=True)
+    assert finished == [True, False]
+    assert answers[0] == tok.decode([word]) and answers[1] == tok.decode([word] * 3)
 
 
 # --- the schedule -----------------------------------------------------------------------------------------

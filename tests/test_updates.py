@@ -66,14 +66,23 @@ def test_extract_updates_from_lora_and_from_a_full_fine_tune():
         updates.extract_updates(tuned, [name], {name: base.get_submodule(name).weight})
 
 
-def test_general_examples_are_the_base_models_own_answers(monkeypatch):
-    answers = {"Hello?": "Hi there.", "Name a color.": "  "}
-    monkeypatch.setattr(updates, "generate_answers", lambda model, tok, prompts, **kw: [answers[p] for p in prompts])
-    examples = updates.general_examples(None, None, prompts=("Hello?", "Name a color."))
-    assert examples == [{"prompt": "Hello?", "target": "Hi there."}]  # an empty answer has nothing to score
-    answers["Hello?"] = ""
-    with pytest.raises(ValueError, match="answered none of the prompts"):
-        updates.general_examples(None, None, prompts=("Hello?", "Name a color."))
+def test_general_examples_are_the_base_models_own_finished_answers(monkeypatch):
+    answers = {"Hello?": ("Hi there.", True), "Name a color.": ("  ", True), "Tell a story.": ("Once upon a", False)}
+    asked = {}
+
+    def fake(model, tok, prompts, max_new_tokens, return_finished):
+        asked.update(max_new_tokens=max_new_tokens, return_finished=return_finished)
+        return [answers[p][0] for p in prompts], [answers[p][1] for p in prompts]
+
+    monkeypatch.setattr(updates, "generate_answers", fake)
+    prompts = tuple(answers)
+    examples = updates.general_examples(None, None, prompts=prompts)
+    # an empty answer has nothing to score; a cut one would end in a forced end-of-turn token mid-sentence
+    assert examples == [{"prompt": "Hello?", "target": "Hi there."}]
+    assert asked == {"max_new_tokens": 96, "return_finished": True}
+    answers["Hello?"] = ("Hi there, and", False)
+    with pytest.raises(ValueError, match="finished within max_new_tokens=96"):
+        updates.general_examples(None, None, prompts=prompts)
     assert len(updates.GENERAL_PROMPTS) == 16
 
 
@@ -82,8 +91,8 @@ def test_general_examples_generate_with_a_real_tokenizer():
     model = tiny_llama(vocab_size=len(tok))
     try:
         examples = updates.general_examples(model, tok, prompts=("Hello?", "Name a color."), max_new_tokens=4)
-    except ValueError as e:  # a random tiny model may end every answer at once: then the error must say so
-        assert "answered none" in str(e)
+    except ValueError as e:  # a random tiny model may end or cut every answer: then the error must say so
+        assert "finished within max_new_tokens=4" in str(e)
     else:
         assert all(ex["target"].strip() and ex["prompt"] in ("Hello?", "Name a color.") for ex in examples)
 
