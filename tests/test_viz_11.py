@@ -39,3 +39,10 @@ def test_phi_title_gives_the_value_and_the_random_baseline():
     fig = viz.plot_phi(grid, 20, 64, k=576)  # i beyond the grid is clipped to its last row
     assert "phi(8, 64) = 0.25; random subspaces: 0.11" in fig.axes[0].get_title()
     plt.close("all")
+
+
+def test_energy_names_its_matrix_in_the_label():
+    ax = viz.plot_energy({"a": torch.tensor([3.0, 1.0])}, matrix=r"\Delta W")
+    assert ax.get_ylabel() == r"energy in the top k (fraction of $\|\Delta W\|_F^2$)"
+    assert "$\\|W\\|_F^2$" in viz.plot_energy({"a": torch.tensor([1.0])}).get_ylabel()
+    plt.close("all")

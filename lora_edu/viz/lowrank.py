@@ -98,8 +98,10 @@ def plot_rank_k(W, k: int, svd=None, cmap: str = "gray", name: str = "picture"):
     return fig
 
 
-def plot_energy(spectra: dict, ax=None, fraction: float = 0.9, title: str = "Energy captured by the top k"):
-    """``energy(S, k)`` against k for each ``label -> S``, with a dotted line at ``fraction``."""
+def plot_energy(spectra: dict, ax=None, fraction: float = 0.9, title: str = "Energy captured by the top k",
+                matrix: str = "W"):
+    """``energy(S, k)`` against k for each ``label -> S``, with a dotted line at ``fraction``; ``matrix`` names
+    what the singular values belong to in the y label (LaTeX, e.g. ``r"\Delta W"``)."""
     import torch
 
     with style():
@@ -110,7 +112,7 @@ def plot_energy(spectra: dict, ax=None, fraction: float = 0.9, title: str = "Ene
             ax.plot(range(1, len(sq) + 1), torch.cumsum(sq, 0) / sq.sum(), label=label)
         ax.axhline(fraction, color="gray", ls=":", label=f"{fraction:.0%} of the energy")
         ax.set_xlabel("k (number of singular values kept)")
-        ax.set_ylabel(r"energy in the top k (fraction of $\|W\|_F^2$)")
+        ax.set_ylabel(rf"energy in the top k (fraction of $\|{matrix}\|_F^2$)")
         ax.set_title(title)
         ax.set_ylim(0, 1.02)
         ax.legend()
