@@ -13,6 +13,8 @@ Learns Less and Forgets Less", arXiv 2405.09673):
   named matrix, from a trained model, as plain tensors and numbers for ``sweeps.RunCache``.
 - ``GENERAL_PROMPTS`` and ``general_examples``: ordinary chat prompts answered by the base model itself; the
   loss on them after a fine-tune measures forgetting.
+- ``exact_counts(runs)``: the exact-match count of each run ("1 and 2 of 20"), never a mean of seeds that no
+  run could score.
 """
 
 from __future__ import annotations
@@ -141,3 +143,20 @@ def general_examples(model, tokenizer, prompts=GENERAL_PROMPTS, max_new_tokens: 
                          "and said something, so there is nothing to measure forgetting on. Fix: call this on the "
                          "pretrained base model, before training, and raise max_new_tokens if answers were cut.")
     return examples
+
+
+def exact_counts(runs: list[dict]) -> str:
+    """The questions each run got exactly right, as "1 and 2 of 20" (one run: "13 of 20").
+
+    ``runs`` are ``sweeps`` results (``res["row"]`` with ``exact_match_after`` and ``n_eval``), e.g. one per
+    seed. The mean of two seeds' 5% and 10% of 20 would read "8% of 20", 1.5 questions, which no run scored."""
+    if not runs:
+        raise ValueError("exact_counts got no runs. Fix: pass the list of results of one configuration, one per seed.")
+    ns = {res["row"]["n_eval"] for res in runs}
+    if len(ns) != 1:
+        raise ValueError(f"exact_counts got runs tested on different numbers of questions {sorted(ns)}, so one "
+                         '"of n" cannot describe them. Fix: pass runs of one configuration (same task and data).')
+    n = ns.pop()
+    counts = [str(round(res["row"]["exact_match_after"] * n)) for res in runs]
+    text = counts[0] if len(counts) == 1 else ", ".join(counts[:-1]) + " and " + counts[-1]
+    return f"{text} of {n}"

@@ -117,3 +117,16 @@ def test_make_extract_reads_lora_layers_or_every_named_layer_of_a_full_fine_tune
     _, other = updates.make_extract(names, weights, tok, general + general, r_full=2)
     _, other_r = updates.make_extract(names, weights, tok, general, r_full=3)
     assert len({name, other, other_r}) == 3  # any change of what is measured changes the cache key
+
+
+def test_exact_counts_name_each_runs_count_not_a_mean_no_run_scored():
+    def res(em, n=20):
+        return {"row": {"exact_match_after": em, "n_eval": n}}
+
+    assert updates.exact_counts([res(0.05), res(0.10)]) == "1 and 2 of 20"  # the mean would say 1.5 questions
+    assert updates.exact_counts([res(0.65)]) == "13 of 20"
+    assert updates.exact_counts([res(0.0), res(0.05), res(0.1)]) == "0, 1 and 2 of 20"
+    with pytest.raises(ValueError, match="different numbers of questions"):
+        updates.exact_counts([res(0.1, 20), res(0.1, 10)])
+    with pytest.raises(ValueError, match="no runs"):
+        updates.exact_counts([])

@@ -42,6 +42,15 @@ def test_a_wide_grid_fills_its_panel_with_whole_number_ticks():
     assert all(float(t).is_integer() for t in ax.get_yticks())
 
 
+def test_a_capped_colour_scale_says_so_and_a_bad_cap_is_refused():
+    fig = viz.plot_similarity_grids({"layer 15": torch.rand(8, 64) * 0.2}, vmax=0.25)
+    assert fig.axes[0].images[0].norm.vmax == 0.25 and "capped at 0.25" in fig.axes[-1].get_ylabel()
+    assert "capped" not in viz.plot_similarity_grids({"g": torch.rand(4, 4)}).axes[-1].get_ylabel()
+    with pytest.raises(ValueError, match="outside"):
+        viz.plot_similarity_grids({"g": torch.rand(4, 4)}, vmax=2)
+    plt.close("all")
+
+
 def test_spectra_that_overlap_stay_visible_and_the_rank_k_legend_is_off_the_curve():
     import torch
 

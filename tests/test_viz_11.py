@@ -19,6 +19,8 @@ def test_target_sets_bars_labels_and_base_line():
     labels = [t.get_text() for t in ax.texts]
     assert labels[0] == "10% of 10\n622k params" and labels[1].startswith("50% of 10")
     assert ax.lines[0].get_ydata()[0] == 8.5  # the base model's loss as a dotted line
+    results["q"]["exact_match"] = "1 and 2 of 10"  # a mean of two seeds is labelled by its counts
+    assert viz.plot_target_sets(results).axes[0].texts[0].get_text() == "1 and 2 of 10\n622k params"
     plt.close("all")
 
 
@@ -34,10 +36,15 @@ def test_rank_run_marks_the_chosen_rank_and_draws_its_spectrum():
 def test_phi_title_gives_the_value_and_the_random_baseline():
     grid = torch.full((8, 64), 0.25)
     grid[0, 0] = 0.75
+    grid[1, 1] = 0.064
     fig = viz.plot_phi(grid, 1, 1, k=576, title="q_proj")
-    assert "phi(1, 1) = 0.75; random subspaces: 0.00" in fig.axes[0].get_title()
+    assert "phi(1, 1) = 0.750; random subspaces: 0.0017 (432.0x chance)" in fig.axes[0].get_title()
     fig = viz.plot_phi(grid, 20, 64, k=576)  # i beyond the grid is clipped to its last row
-    assert "phi(8, 64) = 0.25; random subspaces: 0.11" in fig.axes[0].get_title()
+    assert "phi(8, 64) = 0.250; random subspaces: 0.11 (2.2x chance)" in fig.axes[0].get_title()
+    # 0.064 at a chance of 2/576 shows in its own colour on the log scale, not as dark as chance
+    image = fig.axes[0].images[0]
+    assert image.norm.vmin == 1 / 576 and image.norm(0.064) > 0.4 and image.norm(1 / 576) == 0
+    assert "phi(2, 2) = 0.064; random subspaces: 0.0035 (18.4x chance)" in viz.plot_phi(grid, 2, 2, k=576).axes[0].get_title()
     plt.close("all")
 
 

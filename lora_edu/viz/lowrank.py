@@ -119,12 +119,15 @@ def plot_energy(spectra: dict, ax=None, fraction: float = 0.9, title: str = "Ene
     return ax
 
 
-def plot_similarity_grids(grids: dict, side: str = "right"):
+def plot_similarity_grids(grids: dict, side: str = "right", vmax: float = 1.0):
     """Heatmaps of ``subspace_similarity_grid`` results, one per ``title -> grid`` (LoRA Fig. 3/4 style).
 
     Entry (i, j) is phi(A, B, i, j): 1 (yellow) when the top-i directions of A lie in the top-j of B,
-    0 (dark) when they are orthogonal.
+    0 (dark) when they are orthogonal. ``vmax`` below 1 caps the colour scale there (the colour bar says so),
+    for grids whose values all lie far below 1.
     """
+    if not 0 < vmax <= 1:
+        raise ValueError(f"vmax={vmax} is outside (0, 1]; phi lies in [0, 1]. Fix: pass a cap such as 0.25, or 1.")
     import torch
 
     with style():
@@ -132,7 +135,7 @@ def plot_similarity_grids(grids: dict, side: str = "right"):
         for ax, (title, grid) in zip(axes[0], grids.items(), strict=True):
             grid = torch.as_tensor(grid).detach().cpu()  # matplotlib reads host memory
             p, q = grid.shape
-            im = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", origin="lower", extent=(0.5, q + 0.5, 0.5, p + 0.5),
+            im = ax.imshow(grid, vmin=0, vmax=vmax, cmap="viridis", origin="lower", extent=(0.5, q + 0.5, 0.5, p + 0.5),
                            aspect="auto" if p != q else "equal")  # an 8 x 64 grid fills the panel, as in Fig. 3
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.yaxis.set_major_locator(MaxNLocator(integer=True))
@@ -140,6 +143,8 @@ def plot_similarity_grids(grids: dict, side: str = "right"):
             ax.set_title(textwrap.fill(title, 26), fontsize=12)  # long titles wrap instead of running together
             ax.grid(False)
         axes[0, 0].set_ylabel("i (top-i directions of the 1st)", fontsize=12)
-        fig.colorbar(im, ax=axes[0].tolist(), label=rf"$\phi(i, j)$ ({side} singular vectors)")
+        capped = f", colours capped at {vmax:g}" if vmax < 1 else ""
+        fig.colorbar(im, ax=axes[0].tolist(), label=rf"$\phi(i, j)$ ({side} singular vectors{capped})",
+                     extend="max" if vmax < 1 else "neither")
     plt.show()
     return fig

@@ -10,7 +10,10 @@ from .core import style
 
 
 def plot_target_sets(results: dict, base_loss: float | None = None, title: str = "Same budget, different weights"):
-    """Bars of answer loss per target set (``name -> {"answer_loss", "exact_match", "n", "params"}``)."""
+    """Bars of answer loss per target set (``name -> {"answer_loss", "exact_match", "n", "params"}``).
+
+    ``exact_match`` is a fraction of ``n``, or a label such as ``updates.exact_counts(runs)`` ("1 and 2 of 20")
+    when the bar is a mean of several runs."""
     names = list(results)
     with style():
         fig, ax = plt.subplots(figsize=(7.5, 3.6))
@@ -18,12 +21,13 @@ def plot_target_sets(results: dict, base_loss: float | None = None, title: str =
         bars = ax.bar(names, losses, color="tab:blue")
         for bar, n in zip(bars, names, strict=True):
             r = results[n]
-            ax.annotate(f"{r['exact_match']:.0%} of {r['n']}\n{r['params'] / 1e3:.0f}k params",
+            em = r["exact_match"] if isinstance(r["exact_match"], str) else f"{r['exact_match']:.0%} of {r['n']}"
+            ax.annotate(f"{em}\n{r['params'] / 1e3:.0f}k params",
                         (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom", fontsize=9)
         if base_loss is not None:
             ax.axhline(base_loss, color="gray", ls=":", label=f"base model ({base_loss:.2f})")
             ax.legend(loc="upper right")
-        ax.set_ylabel("answer loss after training (lower is better)")
+        ax.set_ylabel("answer loss (lower is better)")
         ax.set_xlabel("LoRA on (labels: exact match, trainable parameters)")
         ax.set_ylim(0, max(losses + [base_loss or 0]) * 1.3)
         ax.set_title(title)
@@ -54,19 +58,26 @@ def plot_rank_run(ranks, losses, spectra: dict, r: int, name: str = "delta W"):
 
 
 def plot_phi(grid, i: int, j: int, k: int, title: str = ""):
-    """One phi grid with (i, j) marked; the title gives phi(i, j) and the random baseline max(i, j) / k."""
+    """One phi grid with (i, j) marked; the title gives phi(i, j) against the random baseline max(i, j) / k.
+
+    The colours are on a log scale from 1 / k (chance for phi(1, 1)) to 1, so a phi of 0.06 against a chance
+    of 0.002 shows, which a 0-1 linear scale would paint as dark as chance."""
+    from matplotlib.colors import LogNorm
+
     grid = np.asarray(grid, dtype=float)
     p, q = grid.shape
     i, j = min(i, p), min(j, q)
+    value, chance = grid[i - 1, j - 1], max(i, j) / k
     with style():
         fig, ax = plt.subplots(figsize=(7, 3.4))
-        im = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", origin="lower", aspect="auto",
-                       extent=(0.5, q + 0.5, 0.5, p + 0.5))
+        im = ax.imshow(np.clip(grid, 1 / k, 1), norm=LogNorm(vmin=1 / k, vmax=1), cmap="viridis", origin="lower",
+                       aspect="auto", extent=(0.5, q + 0.5, 0.5, p + 0.5))
         ax.plot([j], [i], "x", color="tab:red", ms=12, mew=3)
         ax.set_xlabel("j (top-j directions of the 2nd)")
         ax.set_ylabel("i (top-i of the 1st)")
-        ax.set_title(f"{title}\nphi({i}, {j}) = {grid[i - 1, j - 1]:.2f}; random subspaces: {max(i, j) / k:.2f}")
+        ax.set_title(f"{title}\nphi({i}, {j}) = {value:.3f}; random subspaces: {chance:.2g} "
+                     f"({value / chance:.1f}x chance)")
         ax.grid(False)
-        fig.colorbar(im, ax=ax, label=r"$\phi(i, j)$")
+        fig.colorbar(im, ax=ax, label=rf"$\phi(i, j)$ (log scale, from 1/k = {1 / k:.2g})")
     plt.show()
     return fig

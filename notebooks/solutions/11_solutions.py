@@ -23,10 +23,19 @@ def amplification(delta_w, weight, r):
     return torch.linalg.matrix_norm(delta_w) / torch.linalg.matrix_norm(inside)
 
 
+# 11.3's question: a random rank-8 update (D built with 8 in place of 4, same seed) scaled to ||delta W||_F = 1.50
+# (table7, W_q of layer 15, r = 8) has factor 1.00 there, against the trained update's 1.07: about the same. W seen
+# through its directions is 1.50, through the trained update's 1.40 (the random row of table 7: 1.56). So the trained
+# update's directions see no more of W than random ones do, as section 4 read, and it is not amplified beyond that.
+#   g = torch.Generator().manual_seed(0)
+#   D8 = torch.randn(576, 8, generator=g, dtype=torch.float64) @ torch.randn(8, 576, generator=g, dtype=torch.float64)
+#   amplification(D8 * (table7[8, "q_proj"]["delta_norm"] / torch.linalg.matrix_norm(D8)), W, 8)
+
+
 # 11.4 (an experiment): "fall". The factor is ||delta W||_F / ||U^T W V^T||_F: a smaller learning rate makes a
 # smaller update (the numerator) while its top directions, and so W seen through them (the denominator), change
 # less, so the factor tracks the update's size. Comparing factors across runs, ranks or models therefore compares
-# how far each run trained as much as what it learned. In the notebook (one new run, about a minute on a CPU):
+# how far each run trained as much as what it learned. In the notebook (one new run, 1-2 minutes on a 2-core CPU):
 #   half = run(TASK, SETS[BEST], AMP_RANKS[0], lr=LR / 2)
 #   exercises.check_amplification_lr_experiment(prediction, table6[AMP_RANKS[0], SEEDS[0]], half)
 # Measured on a 2-core CPU (CPU plan, r = 8, lr 3e-3 -> 1.5e-3): the factor fell in 6 of 6 matrices (layer 0's W_q
