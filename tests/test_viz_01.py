@@ -40,6 +40,7 @@ def test_a_wide_grid_fills_its_panel_with_whole_number_ticks():
     ax = fig.axes[0]
     assert ax.get_aspect() == "auto"
     assert all(float(t).is_integer() for t in ax.get_yticks())
+    assert list(ax.get_xticks())[:2] == [1, 8] and list(ax.get_yticks())[0] == 1  # phi(1, 1)'s row and column named
 
 
 def test_a_capped_colour_scale_says_so_and_a_bad_cap_is_refused():

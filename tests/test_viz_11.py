@@ -30,6 +30,8 @@ def test_rank_run_marks_the_chosen_rank_and_draws_its_spectrum():
     left, right = fig.axes
     assert list(left.lines[1].get_xdata()) == [8] and list(left.lines[1].get_ydata()) == [2.5]
     assert len(right.lines[0].get_xdata()) == 8 and right.lines[1].get_xdata()[0] == 8
+    left = viz.plot_rank_run([1, 8], [3.0, 2.5], spectra, r=8, base_loss=8.4, title="mean of 2 seeds").axes[0]
+    assert left.lines[-1].get_ydata()[0] == 8.4 and left.get_title() == "mean of 2 seeds" and left.get_ylim()[1] > 8.4
     plt.close("all")
 
 

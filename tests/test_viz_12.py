@@ -38,7 +38,8 @@ def test_routes_figure_has_counts_a_floor_and_points_on_a_log_axis():
                           floor=(0.374, "fixed answer"))
     words, times, params = fig.axes
     texts = [t.get_text() for t in words.texts]
-    assert "4/40" in texts and "50% of words" in texts
+    assert "4/40 exact" in texts and "50% of words" in texts
+    assert all(t.get_bbox_patch() is not None for t in fig.axes[0].texts)  # boxed: the floor's line stays behind
     assert words.lines[0].get_xdata()[0] == pytest.approx(37.4) and words.lines[0].get_linestyle() == ":"
     assert "fixed answer (37.4% of words)" in [t.get_text() for t in words.get_legend().get_texts()]
     assert "0/40 exact, 0% of the words" in words.get_title() and "of 40 sentences" in words.get_xlabel()

@@ -67,8 +67,9 @@ def plot_routes(rows: dict, n_eval: int, base: dict | None = None, floor: tuple 
             axes[0].annotate(f"{w:.0f}% of words", (w, yi - h / 2), xytext=(3, 0), textcoords="offset points",
                              va="center", fontsize=8, zorder=4,  # a white box: the floor's line may cross the label
                              bbox=dict(facecolor="white", edgecolor="none", alpha=0.85, pad=0.3))
-            axes[0].annotate(f"{e * n_eval / 100:.0f}/{n_eval}", (e, yi + h / 2), xytext=(3, 0),
-                             textcoords="offset points", va="center", fontsize=8)
+            axes[0].annotate(f"{e * n_eval / 100:.0f}/{n_eval} exact", (e, yi + h / 2), xytext=(3, 0),
+                             textcoords="offset points", va="center", fontsize=8, zorder=4,  # boxed, as above
+                             bbox=dict(facecolor="white", edgecolor="none", alpha=0.85, pad=0.3))
         if floor is not None:
             value, floor_label = floor
             axes[0].axvline(100 * value, color="k", ls=":", lw=1.5, label=f"{floor_label} ({100 * value:.1f}% of words)")

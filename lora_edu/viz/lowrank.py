@@ -6,7 +6,6 @@ from __future__ import annotations
 import textwrap
 
 import matplotlib.pyplot as plt
-from matplotlib.ticker import MaxNLocator
 
 from .core import style
 
@@ -119,6 +118,14 @@ def plot_energy(spectra: dict, ax=None, fraction: float = 0.9, title: str = "Ene
     return ax
 
 
+def _ticks_from_one(n: int) -> list[int]:
+    """Whole-number ticks 1, step, 2 step, ... n for an axis of n cells (step 1, 2, 4, 8, ...: at most 9 ticks)."""
+    step = 1
+    while n / step > 8:
+        step *= 2
+    return [1] + list(range(step, n + 1, step)) if step > 1 else list(range(1, n + 1))
+
+
 def plot_similarity_grids(grids: dict, side: str = "right", vmax: float = 1.0):
     """Heatmaps of ``subspace_similarity_grid`` results, one per ``title -> grid`` (LoRA Fig. 3/4 style).
 
@@ -137,8 +144,8 @@ def plot_similarity_grids(grids: dict, side: str = "right", vmax: float = 1.0):
             p, q = grid.shape
             im = ax.imshow(grid, vmin=0, vmax=vmax, cmap="viridis", origin="lower", extent=(0.5, q + 0.5, 0.5, p + 0.5),
                            aspect="auto" if p != q else "equal")  # an 8 x 64 grid fills the panel, as in Fig. 3
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.set_xticks(_ticks_from_one(q))  # 1 included: phi(1, 1), the top directions, is the corner to read
+            ax.set_yticks(_ticks_from_one(p))
             ax.set_xlabel("j (top-j directions of the 2nd)", fontsize=12)
             ax.set_title(textwrap.fill(title, 26), fontsize=12)  # long titles wrap instead of running together
             ax.grid(False)

@@ -35,17 +35,23 @@ def plot_target_sets(results: dict, base_loss: float | None = None, title: str =
     return fig
 
 
-def plot_rank_run(ranks, losses, spectra: dict, r: int, name: str = "delta W"):
-    """Left: answer loss against r, the chosen ``r`` marked; right: the singular values of that run's delta W."""
+def plot_rank_run(ranks, losses, spectra: dict, r: int, name: str = "delta W", base_loss: float | None = None,
+                  title: str = "How much rank"):
+    """Left: answer loss against r, the chosen ``r`` marked (``base_loss``: the model before training, a dotted
+    line); right: the singular values of that run's delta W."""
     with style():
         fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
         ax.plot(ranks, losses, "o-")
         ax.plot([r], [losses[list(ranks).index(r)]], "o", ms=14, mfc="none", mec="tab:red", mew=2)
         ax.set_xscale("log", base=2)
         ax.set_xticks(list(ranks), [str(x) for x in ranks])
+        if base_loss is not None:
+            ax.axhline(base_loss, color="gray", ls=":", label=f"base model ({base_loss:.2f})")
+            ax.legend(loc="center right")
         ax.set_xlabel("rank r")
         ax.set_ylabel("answer loss after training")
-        ax.set_title("How much rank")
+        ax.set_ylim(0, 1.1 * max([*losses, base_loss or 0]))
+        ax.set_title(title)
         S = np.asarray(spectra[r], dtype=float)
         ax2.semilogy(np.arange(1, len(S) + 1), np.maximum(S, 1e-12), ".")
         ax2.axvline(r, color="tab:red", ls=":", label=f"r = {r}")
