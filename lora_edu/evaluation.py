@@ -55,12 +55,14 @@ def evaluate(model, tokenizer, examples: list[dict], task: str | None = None, ma
     whose phrasing was or was not in training, from ``held_out_template``; None when there are none) with their
     counts ``n_seen`` / ``n_held_out``, for the
     format task ``field_accuracy`` (key -> fraction of records with that value exactly right) and
-    ``valid_json`` (fraction with a parsable record), and the ``predictions``.
+    ``valid_json`` (fraction with a parsable record), ``n_cut_off`` (answers that did not end within
+    ``max_new_tokens``: cut at the cap, so a long answer may be scored on its first part only), and the
+    ``predictions``.
     """
     check_examples(examples)
     task = task or examples[0].get("task")
-    predictions = generate_answers(model, tokenizer, [ex["prompt"] for ex in examples], max_new_tokens,
-                                   batch_size)
+    predictions, finished = generate_answers(model, tokenizer, [ex["prompt"] for ex in examples], max_new_tokens,
+                                             batch_size, return_finished=True)
     hits = [exact_match(p, ex["target"]) for p, ex in zip(predictions, examples, strict=True)]
 
     def rate(flags):
@@ -78,5 +80,6 @@ def evaluate(model, tokenizer, examples: list[dict], task: str | None = None, ma
         per_example = [field_accuracy(p, ex["fields"]) for p, ex in zip(predictions, examples, strict=True)]
         result["field_accuracy"] = {k: rate([f[k] for f in per_example]) for k in FORMAT_KEYS}
         result["valid_json"] = rate([parse_record(p) is not None for p in predictions])
+    result["n_cut_off"] = sum(not done for done in finished)
     result["predictions"] = predictions
     return result

@@ -286,18 +286,19 @@ def test_evaluate_scores_exact_match_fields_and_held_out_split(monkeypatch):
                examples[1]["target"].replace(", ", ",", 1),  # held out, same record, not the exact line
                "Sure! " + examples[2]["target"],  # seen, chatter: fields right, not exact
                examples[3]["target"]]  # seen, right
-    monkeypatch.setattr(evaluate_module, "generate_answers", lambda *a, **k: answers)
+    monkeypatch.setattr(evaluate_module, "generate_answers", lambda *a, **k: (answers, [True, True, False, True]))
     m = evaluate(None, None, examples)
     assert m["task"] == "format" and m["n"] == 4 and m["exact_match"] == 0.5
     assert m["exact_match_held_out"] == 0.5 and m["exact_match_seen"] == 0.5
     assert (m["n_seen"], m["n_held_out"]) == (2, 2)
     assert m["field_accuracy"] == {"name": 1.0, "age": 1.0, "job": 1.0, "city": 1.0}
     assert m["valid_json"] == 1.0 and m["predictions"] == answers
+    assert m["n_cut_off"] == 1  # the third answer hit the cap (generate_answers' finished flags)
 
 
 def test_evaluate_knowledge_has_no_field_accuracy(monkeypatch):
     examples = load_task("knowledge", "test")[:3]
-    monkeypatch.setattr(evaluate_module, "generate_answers", lambda *a, **k: ["x", "y", examples[2]["target"]])
+    monkeypatch.setattr(evaluate_module, "generate_answers", lambda *a, **k: (["x", "y", examples[2]["target"]], [True] * 3))
     m = evaluate(None, None, examples)
     assert m["exact_match"] == pytest.approx(1 / 3) and "field_accuracy" not in m
     assert m["exact_match_seen"] is None and m["exact_match_held_out"] == pytest.approx(1 / 3)
@@ -357,7 +358,7 @@ def test_evaluate_bad_input(tok, monkeypatch):
         generate_answers(None, tok, "one prompt")
     with pytest.raises(ValueError, match="examples is empty"):
         evaluate(None, tok, [])
-    monkeypatch.setattr(evaluate_module, "generate_answers", lambda *a, **k: ["x"])
+    monkeypatch.setattr(evaluate_module, "generate_answers", lambda *a, **k: (["x"], [True]))
     with pytest.raises(ValueError, match="no 'fields' dict"):
         evaluate(None, tok, [{"prompt": "p", "target": "t", "task": "format"}])
 
