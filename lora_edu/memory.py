@@ -259,11 +259,11 @@ def fits_on_gpu(breakdown: MemoryBreakdown, gpu_gb: float, paged_optimizer: bool
         msg = f"fits: {need / GB:.1f} of {gpu_gb:g} GB, {-over / GB:.1f} GB to spare ({idle})"
         return FitReport(True, need, available, 0.0, msg)
     if paged_optimizer and over <= states:
-        msg = (f"fits with paging: {need / GB:.1f} GB on a {gpu_gb:g} GB GPU; {over / GB:.1f} GB of the "
-               f"{states / GB:.1f} GB optimizer state sits in CPU RAM and is paged back over PCIe for each "
+        msg = (f"fits with paging: {need / GB:.2f} GB on a {gpu_gb:g} GB GPU; {over / GB:.2f} GB of the "
+               f"{states / GB:.2f} GB optimizer state sits in CPU RAM and is paged back over PCIe for each "
                "optimizer step (slower while it does)")
         return FitReport(True, need, available, over, msg)
     hint = ("a paged optimizer could move that much optimizer state to CPU RAM" if over <= states
             else "paging out all optimizer state would not be enough")
-    msg = f"does not fit: {need / GB:.1f} GB needed, {gpu_gb:g} GB available, {over / GB:.1f} GB over; {hint}"
+    msg = f"does not fit: {need / GB:.2f} GB needed, {gpu_gb:g} GB available, {over / GB:.2f} GB over; {hint}"
     return FitReport(False, need, available, 0.0, msg)

@@ -272,3 +272,12 @@ def test_plot_training_memory_without_a_gpu_or_with_an_axes_draws_one_panel():
             assert len(fig.axes) == 1 and not fig.axes[0].texts[0].get_text().endswith("to spare")
         finally:
             plt.close(fig)
+
+
+def test_the_same_overflow_reads_the_same_with_and_without_paging():
+    # notebook 12's case: 7B QLoRA with an 11.8 GB activation spike on 16 GB is 0.25 GB over, and its optimizer
+    # states are 0.56 GB; both messages give both to two decimals (one decimal showed 0.3 beside "0.6 GB")
+    spike = training_memory(7e9, "qlora", trainable_fraction=0.01, activations_bytes=11.8 * GB)
+    plain, paged = str(fits_on_gpu(spike, 16)), str(fits_on_gpu(spike, 16, paged_optimizer=True))
+    over = f"{(spike.total - 16 * GB) / GB:.2f}"
+    assert f"{over} GB over" in plain and f"{over} GB of the {spike.optimizer_states / GB:.2f} GB optimizer state" in paged

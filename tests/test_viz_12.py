@@ -19,8 +19,8 @@ def test_quality_bars_are_means_with_a_dot_per_seed():
     assert heights == [85.0, 70.0, 50.0, 60.0]  # LoRA's bars first, then full's
     assert [len(line.get_ydata()) for line in ax.lines] == [2, 2, 1, 1]
     texts = {t.get_text(): t for t in ax.texts}
-    assert "34.0/40 (2 seeds)" in texts and "20/40" in texts
-    assert texts["34.0/40 (2 seeds)"].xy[1] == 90.0  # above the higher seed's dot, not at the mean
+    assert "32, 36 of 40 (seeds)" in texts and "20 of 40" in texts  # each seed's count: no mean of 34.0
+    assert texts["32, 36 of 40 (seeds)"].xy[1] == 90.0  # above the higher seed's dot, not at the mean
     legend = ax.get_legend()
     assert [t.get_text() for t in legend.get_texts()] == ["LoRA", "full", "one seed"]
     ax.figure.canvas.draw()
@@ -39,6 +39,7 @@ def test_routes_figure_has_counts_a_floor_and_points_on_a_log_axis():
     words, times, params = fig.axes
     texts = [t.get_text() for t in words.texts]
     assert "4/40 exact" in texts and "50% of words" in texts
+    assert {t.get_text(): t.xy[0] for t in words.texts}["4/40 exact"] == pytest.approx(37.4)  # right of the floor
     assert all(t.get_bbox_patch() is not None for t in fig.axes[0].texts)  # boxed: the floor's line stays behind
     assert words.lines[0].get_xdata()[0] == pytest.approx(37.4) and words.lines[0].get_linestyle() == ":"
     assert "fixed answer (37.4% of words)" in [t.get_text() for t in words.get_legend().get_texts()]
@@ -46,6 +47,9 @@ def test_routes_figure_has_counts_a_floor_and_points_on_a_log_axis():
     assert params.get_xscale() == "log" and not params.patches  # points, not bars
     assert list(params.lines[0].get_xdata()) == [2_442_240, 134_515_008]
     assert len(viz.plot_routes(rows, n_eval=40).axes[0].lines) == 0  # no floor, no base: nothing drawn
+    rows["LoRA r=8"]["pretrain_time_s"] = 20.0  # a CPT stage inside the training time is drawn and named
+    times = viz.plot_routes(rows, n_eval=40).axes[1]
+    assert "60 s (20 s CPT)" in [t.get_text() for t in times.texts] and len(times.patches) == 4
     with pytest.raises(ValueError, match="diverged"):
         viz.plot_routes({"x": dict(rows["full"], word_accuracy=None)}, 40)
     plt.close("all")
@@ -70,4 +74,7 @@ def test_run_detail_labels_word_accuracy_as_words_not_sentences():
     assert [t.get_text() for t in acc_ax.texts] == ["30.1% of words", "0/40"]
     assert [t.get_text() for t in acc_ax.get_xticklabels()] == ["word accuracy", "exact match"]
     assert acc_ax.get_ylabel() == "test set (%)"
+    _, acc_ax = viz.plot_run_detail(row, floor=(0.374, "fixed answer")).axes
+    assert acc_ax.lines[0].get_ydata()[0] == pytest.approx(37.4) and "fixed answer (37.4%)" in [
+        t.get_text() for t in acc_ax.get_legend().get_texts()]
     plt.close("all")

@@ -12,7 +12,8 @@ from .core import style
 def plot_quality_quantity(scores: dict, n_eval: int, metric: str = "exact match",
                           title: str = "Clean and small, or large and noisy? Same steps for every run"):
     """Grouped bars: ``scores[condition][method]`` is a list of values in [0, 1] (one per seed); the bar is
-    the mean, each seed a black dot, the mean printed as a count of ``n_eval`` above the highest seed. The
+    the mean, each seed a black dot, each seed's count of ``n_eval`` printed above the highest seed (a mean of
+    counts, such as 34.5, is no count a run scored). The
     legend sits in the band above 100%. Returns the figure."""
     if not scores or not all(isinstance(v, dict) and v for v in scores.values()):
         raise ValueError("scores must map each condition to {method: [values per seed]}.")
@@ -29,8 +30,8 @@ def plot_quality_quantity(scores: dict, n_eval: int, metric: str = "exact match"
                 values = scores[c].get(method) or []
                 ax.plot([xi] * len(values), [100 * v for v in values], "o", color="k", ms=3.5, zorder=3)
                 if not np.isnan(m):  # the label goes above the highest dot, so no dot covers it
-                    seeds = f" ({len(values)} seeds)" if len(values) > 1 else ""
-                    ax.annotate(f"{m * n_eval:.1f}/{n_eval}{seeds}" if len(values) > 1 else f"{m * n_eval:.0f}/{n_eval}",
+                    counts = ", ".join(f"{v * n_eval:.0f}" for v in values)  # each seed's count, not the mean
+                    ax.annotate(f"{counts} of {n_eval}" + (" (seeds)" if len(values) > 1 else ""),
                                 (xi, 100 * max(m, *values)), xytext=(0, 5), textcoords="offset points",
                                 ha="center", fontsize=8)
         ax.set_xticks(np.arange(len(conditions)), conditions)
@@ -63,11 +64,12 @@ def plot_routes(rows: dict, n_eval: int, base: dict | None = None, floor: tuple 
         exact = [100 * rows[k]["exact_match"] for k in labels]
         axes[0].barh(y - h / 2, word, h, color="C0", label="word accuracy")
         axes[0].barh(y + h / 2, exact, h, color="C1", label=f"exact match (of {n_eval})")
+        clear = 100 * floor[0] if floor is not None else 0  # labels start right of the floor's line, never on it
         for yi, w, e in zip(y, word, exact, strict=True):
-            axes[0].annotate(f"{w:.0f}% of words", (w, yi - h / 2), xytext=(3, 0), textcoords="offset points",
+            axes[0].annotate(f"{w:.0f}% of words", (max(w, clear), yi - h / 2), xytext=(3, 0), textcoords="offset points",
                              va="center", fontsize=8, zorder=4,  # a white box: the floor's line may cross the label
                              bbox=dict(facecolor="white", edgecolor="none", alpha=0.85, pad=0.3))
-            axes[0].annotate(f"{e * n_eval / 100:.0f}/{n_eval} exact", (e, yi + h / 2), xytext=(3, 0),
+            axes[0].annotate(f"{e * n_eval / 100:.0f}/{n_eval} exact", (max(e, clear), yi + h / 2), xytext=(3, 0),
                              textcoords="offset points", va="center", fontsize=8, zorder=4,  # boxed, as above
                              bbox=dict(facecolor="white", edgecolor="none", alpha=0.85, pad=0.3))
         if floor is not None:
@@ -81,10 +83,15 @@ def plot_routes(rows: dict, n_eval: int, base: dict | None = None, floor: tuple 
         axes[0].legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3 if floor else 2, fontsize=8,
                        frameon=False)
         times = [rows[k]["train_time_s"] for k in labels]
-        axes[1].barh(y, times, 0.6, color="C2")
-        for yi, t in zip(y, times, strict=True):
-            axes[1].annotate(f"{t:.0f} s", (t, yi), xytext=(3, 0), textcoords="offset points", va="center", fontsize=8)
-        axes[1].set_xlim(0, max(times) * 1.3)
+        before = [rows[k].get("pretrain_time_s") or 0.0 for k in labels]  # a CPT stage, part of train_time_s
+        axes[1].barh(y, times, 0.6, color="C2", label="training")
+        if any(before):
+            axes[1].barh(y, before, 0.6, color="C2", alpha=0.45, hatch="//", edgecolor="white", label="of which CPT")
+            axes[1].legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, fontsize=8, frameon=False)
+        for yi, t, b in zip(y, times, before, strict=True):
+            axes[1].annotate(f"{t:.0f} s" + (f" ({b:.0f} s CPT)" if b else ""), (t, yi), xytext=(3, 0),
+                             textcoords="offset points", va="center", fontsize=8)
+        axes[1].set_xlim(0, max(times) * 1.45)
         axes[1].set_xlabel("training time (s)")
         params = [rows[k]["trainable_params"] for k in labels]
         axes[2].plot(params, y, "o", color="C4")  # points, not bars: a bar's length means nothing on a log axis
@@ -101,10 +108,12 @@ def plot_routes(rows: dict, n_eval: int, base: dict | None = None, floor: tuple 
     return fig
 
 
-def plot_run_detail(row: dict, title: str = "", loss_label: str = "training loss", acc_label: str = "test set (%)"):
+def plot_run_detail(row: dict, title: str = "", loss_label: str = "training loss", acc_label: str = "test set (%)",
+                    floor: tuple | None = None):
     """One stored run: its training loss per step, and per-field accuracy (format task) or word accuracy, with
     exact match. Fields and exact match are counted per test example ("32/40"); word accuracy is a mean
-    fraction of words ("30.1% of words"). Returns the figure."""
+    fraction of words ("30.1% of words"). ``floor = (word_accuracy, label)``: a reference drawn as a dotted line
+    (such as a fixed answer's score). Returns the figure."""
     if not row.get("losses"):
         raise ValueError("row has no 'losses' (a diverged run, or not a run_route row).")
     with style():
@@ -122,6 +131,9 @@ def plot_run_detail(row: dict, title: str = "", loss_label: str = "training loss
         for i, (v, text) in enumerate(zip([*values, row["exact_match"]], [*texts, f"{row['exact_match'] * n:.0f}/{n}"],
                                           strict=True)):
             ax_acc.annotate(text, (i, 100 * v), xytext=(0, 3), textcoords="offset points", ha="center", fontsize=8)
+        if floor is not None:
+            ax_acc.axhline(100 * floor[0], color="k", ls=":", lw=1.5, label=f"{floor[1]} ({100 * floor[0]:.1f}%)")
+            ax_acc.legend(loc="upper right", fontsize=8)
         ax_acc.set_ylim(0, 115)
         ax_acc.set_ylabel(acc_label)
         fig.suptitle(title, fontsize=11)

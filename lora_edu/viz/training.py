@@ -213,11 +213,12 @@ def plot_training_memory(n_params: float, trainable_fraction: float = 0.01, weig
             a.set_xticks(x, list(bars))
             a.set_ylabel("memory (GB = 1e9 bytes)")
         for xi, total in zip(x, totals, strict=True):
-            axes[0].annotate(f"{total:,.1f} GB", (xi, total), ha="center", va="bottom", fontsize=10,
-                             xytext=(0, 2), textcoords="offset points")
+            axes[0].annotate(f"{total:,.1f} GB", (xi, total), ha="center", va="bottom", fontsize=10, zorder=4,
+                             xytext=(0, 2), textcoords="offset points",  # boxed: the GPU's line may pass behind
+                             bbox=dict(facecolor="white", edgecolor="none", alpha=0.85, pad=0.5))
         axes[0].set_ylim(0, max(totals.max(), gpu_gb or 0) * 1.12)
         title = (f"Training memory, {n_params / 1e9:g}B parameters (full and LoRA: {weight_bits}-bit base; "
-                 f"LoRA trains {trainable_fraction:.2%}; {optimizer})")
+                 f"LoRA and QLoRA train {trainable_fraction:.2%}; {optimizer})")
         if len(axes) == 1:
             axes[0].set_title(title, fontsize=10)
         else:  # the zoomed panel: 0 to 1.5x the GPU, each bar labelled with the room it leaves
